@@ -1,0 +1,364 @@
+//! Turning untrusted request fields into a valid [`Checkpoint`].
+//!
+//! The HTTP layer only decodes JSON types; every rule about *values* lives here,
+//! and every failure names the field a person has to fix.
+
+use std::fmt;
+
+use crate::{
+    AccountId, DeviceId, Duration, IdError, Position, ProfileId, ProfileKey, Progress, ProgressKey,
+    Timestamp, VideoId,
+};
+
+/// How far past the known duration a position may be before it is rejected.
+/// Players overshoot by a few frames or report a rounded duration; such a
+/// position is clamped to the duration instead.
+pub const POSITION_OVERSHOOT_SLACK_MS: u64 = 10_000;
+
+/// An invalid or missing request field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldError {
+    /// The field's name as the client sent it (`position`, `video_id`, ...).
+    pub field: &'static str,
+    /// A sentence a person can act on, starting with the field name.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field that must be given but was not.
+    pub fn required(field: &'static str) -> Self {
+        Self {
+            field,
+            message: format!("{field} is required"),
+        }
+    }
+
+    /// A field whose value breaks a rule; `problem` completes "`field` ...".
+    pub fn invalid(field: &'static str, problem: impl fmt::Display) -> Self {
+        Self {
+            field,
+            message: format!("{field} {problem}"),
+        }
+    }
+}
+
+/// Parses a required id field, naming the field on failure.
+pub fn parse_id<T>(
+    field: &'static str,
+    value: Option<String>,
+    parse: impl FnOnce(String) -> Result<T, IdError>,
+) -> Result<T, FieldError> {
+    let value = value.ok_or_else(|| FieldError::required(field))?;
+    parse(value).map_err(|e| FieldError::invalid(field, e))
+}
+
+/// Parses the `(account_id, profile_id)` pair of a request.
+pub fn parse_profile_key(
+    account_id: Option<String>,
+    profile_id: Option<String>,
+) -> Result<ProfileKey, FieldError> {
+    Ok(ProfileKey {
+        account_id: parse_id("account_id", account_id, AccountId::parse)?,
+        profile_id: parse_id("profile_id", profile_id, ProfileId::parse)?,
+    })
+}
+
+/// Parses the `(account_id, profile_id, video_id)` triple of a request.
+pub fn parse_progress_key(
+    account_id: Option<String>,
+    profile_id: Option<String>,
+    video_id: Option<String>,
+) -> Result<ProgressKey, FieldError> {
+    let ProfileKey {
+        account_id,
+        profile_id,
+    } = parse_profile_key(account_id, profile_id)?;
+    Ok(ProgressKey {
+        account_id,
+        profile_id,
+        video_id: parse_id("video_id", video_id, VideoId::parse)?,
+    })
+}
+
+/// What the player was doing when it sent a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PlayerEvent {
+    /// A periodic progress report while playing.
+    #[default]
+    Progress,
+    /// The viewer paused.
+    Pause,
+    /// Playback stopped (the viewer left the player).
+    Stop,
+    /// The app went to the background.
+    Background,
+    /// The viewer deliberately jumped to a position.
+    Seek,
+}
+
+impl PlayerEvent {
+    /// Every event, in wire order.
+    pub const ALL: [PlayerEvent; 5] = [
+        PlayerEvent::Progress,
+        PlayerEvent::Pause,
+        PlayerEvent::Stop,
+        PlayerEvent::Background,
+        PlayerEvent::Seek,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlayerEvent::Progress => "progress",
+            PlayerEvent::Pause => "pause",
+            PlayerEvent::Stop => "stop",
+            PlayerEvent::Background => "background",
+            PlayerEvent::Seek => "seek",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// The fields of an update request, as decoded but not yet validated.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointInput {
+    /// `account_id`, required.
+    pub account_id: Option<String>,
+    /// `profile_id`, required.
+    pub profile_id: Option<String>,
+    /// `video_id`, required.
+    pub video_id: Option<String>,
+    /// `position` in seconds, required.
+    pub position: Option<f64>,
+    /// `device_id`, required.
+    pub device_id: Option<String>,
+    /// `duration` in seconds, optional.
+    pub duration: Option<f64>,
+    /// `updated_at`, the client's event time in ms, optional.
+    pub updated_at: Option<u64>,
+    /// `event`, optional, defaults to `progress`.
+    pub event: Option<String>,
+}
+
+/// A validated checkpoint, before the server decides its time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Whose progress, in which title.
+    pub key: ProgressKey,
+    /// The device that sent it.
+    pub device_id: DeviceId,
+    /// Where the viewer is (clamped to the duration when slightly beyond it).
+    pub position: Position,
+    /// The title's length, if the player knows it.
+    pub duration: Option<Duration>,
+    /// The client's own event time, if it sent one.
+    pub client_time: Option<Timestamp>,
+    /// What the player was doing.
+    pub event: PlayerEvent,
+}
+
+impl TryFrom<CheckpointInput> for Checkpoint {
+    type Error = FieldError;
+
+    fn try_from(input: CheckpointInput) -> Result<Self, FieldError> {
+        let key = parse_progress_key(input.account_id, input.profile_id, input.video_id)?;
+        let position = input
+            .position
+            .ok_or_else(|| FieldError::required("position"))?;
+        let position =
+            Position::from_secs(position).map_err(|e| FieldError::invalid("position", e))?;
+        let device_id = parse_id("device_id", input.device_id, DeviceId::parse)?;
+        let duration = input
+            .duration
+            .map(Duration::from_secs)
+            .transpose()
+            .map_err(|e| FieldError::invalid("duration", e))?;
+        let position = match duration {
+            Some(d) if position.as_millis() > d.as_millis() + POSITION_OVERSHOOT_SLACK_MS => {
+                return Err(FieldError::invalid(
+                    "position",
+                    format_args!("must not be beyond duration ({} s)", d.as_secs()),
+                ));
+            }
+            Some(d) if position.as_millis() > d.as_millis() => Position::from_millis(d.as_millis())
+                .map_err(|e| FieldError::invalid("position", e))?,
+            _ => position,
+        };
+        let event = match input.event {
+            None => PlayerEvent::default(),
+            Some(name) => PlayerEvent::parse(&name).ok_or_else(|| {
+                FieldError::invalid(
+                    "event",
+                    "must be one of progress, pause, stop, background, seek",
+                )
+            })?,
+        };
+        Ok(Checkpoint {
+            key,
+            device_id,
+            position,
+            duration,
+            client_time: input.updated_at.map(Timestamp::from_millis),
+            event,
+        })
+    }
+}
+
+impl Checkpoint {
+    /// The progress this checkpoint records, stamped with its resolved time.
+    pub fn progress_at(&self, at: Timestamp) -> Progress {
+        Progress {
+            updated_at: at,
+            device_id: self.device_id.clone(),
+            position: self.position,
+            duration: self.duration,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> CheckpointInput {
+        CheckpointInput {
+            account_id: Some("acct-123".into()),
+            profile_id: Some("A".into()),
+            video_id: Some("V1".into()),
+            position: Some(1200.5),
+            device_id: Some("tv-livingroom".into()),
+            duration: Some(3600.0),
+            updated_at: Some(1_764_270_000_000),
+            event: Some("pause".into()),
+        }
+    }
+
+    fn field_of(input: CheckpointInput) -> &'static str {
+        Checkpoint::try_from(input)
+            .expect_err("input should be rejected")
+            .field
+    }
+
+    #[test]
+    fn a_complete_input_is_accepted() {
+        let c = Checkpoint::try_from(valid()).expect("valid input");
+        assert_eq!(c.position.as_millis(), 1_200_500);
+        assert_eq!(c.event, PlayerEvent::Pause);
+        assert_eq!(
+            c.client_time,
+            Some(Timestamp::from_millis(1_764_270_000_000))
+        );
+    }
+
+    #[test]
+    fn each_missing_required_field_is_named() {
+        assert_eq!(
+            field_of(CheckpointInput {
+                account_id: None,
+                ..valid()
+            }),
+            "account_id"
+        );
+        assert_eq!(
+            field_of(CheckpointInput {
+                profile_id: None,
+                ..valid()
+            }),
+            "profile_id"
+        );
+        assert_eq!(
+            field_of(CheckpointInput {
+                video_id: None,
+                ..valid()
+            }),
+            "video_id"
+        );
+        assert_eq!(
+            field_of(CheckpointInput {
+                position: None,
+                ..valid()
+            }),
+            "position"
+        );
+        assert_eq!(
+            field_of(CheckpointInput {
+                device_id: None,
+                ..valid()
+            }),
+            "device_id"
+        );
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent() {
+        let c = Checkpoint::try_from(CheckpointInput {
+            duration: None,
+            updated_at: None,
+            event: None,
+            ..valid()
+        })
+        .expect("valid input");
+        assert_eq!(
+            (c.duration, c.client_time, c.event),
+            (None, None, PlayerEvent::Progress)
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        assert_eq!(
+            field_of(CheckpointInput {
+                position: Some(-1.0),
+                ..valid()
+            }),
+            "position"
+        );
+        assert_eq!(
+            field_of(CheckpointInput {
+                duration: Some(0.0),
+                ..valid()
+            }),
+            "duration"
+        );
+        assert_eq!(
+            field_of(CheckpointInput {
+                event: Some("rewind".into()),
+                ..valid()
+            }),
+            "event"
+        );
+        assert_eq!(
+            field_of(CheckpointInput {
+                device_id: Some("tv 1".into()),
+                ..valid()
+            }),
+            "device_id"
+        );
+    }
+
+    #[test]
+    fn position_beyond_the_duration_is_rejected_past_the_slack() {
+        let err = Checkpoint::try_from(CheckpointInput {
+            position: Some(3610.001),
+            ..valid()
+        })
+        .expect_err("beyond slack");
+        assert_eq!(err.field, "position");
+        assert!(err.message.contains("beyond duration"), "{}", err.message);
+    }
+
+    #[test]
+    fn small_overshoot_is_clamped_to_the_duration() {
+        let c = Checkpoint::try_from(CheckpointInput {
+            position: Some(3605.0),
+            ..valid()
+        })
+        .expect("within slack");
+        assert_eq!(c.position.as_millis(), 3_600_000);
+    }
+}

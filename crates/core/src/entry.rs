@@ -1,0 +1,205 @@
+//! What a store holds for one key, and the rule that decides which write wins.
+//!
+//! The rule is last-write-wins on `updated_at`, made a *total* order so every
+//! backend and every replica breaks ties the same way: entries compare as
+//! `(updated_at, kind, device_id, position, duration)`, where at the same
+//! millisecond a deletion outranks a checkpoint. Merging is taking the maximum
+//! under that order, which makes it commutative, associative and idempotent:
+//! any arrival order of the same writes ends in the same entry.
+
+use std::cmp::Ordering;
+
+use crate::{DeviceId, Duration, Position, Timestamp};
+
+/// One checkpoint's worth of progress: where a profile is in a title.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Progress {
+    /// When the viewer was at `position` (after the skew clamp). Field order
+    /// matters: the derived order is the conflict rule's tuple.
+    pub updated_at: Timestamp,
+    /// The device that reported it.
+    pub device_id: DeviceId,
+    /// How far into the title.
+    pub position: Position,
+    /// The title's length, when the player knew it.
+    pub duration: Option<Duration>,
+}
+
+/// What a store keeps under a key: live progress, or a tombstone that remembers
+/// when the title was forgotten so an older checkpoint cannot bring it back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Entry {
+    /// The standing progress.
+    Live(Progress),
+    /// The title was deleted at `at`.
+    Deleted {
+        /// When the deletion took effect.
+        at: Timestamp,
+    },
+}
+
+/// What happened to an incoming write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It was newer than what stood, and now stands.
+    Applied,
+    /// Something newer already stands; the write changed nothing.
+    Stale,
+    /// The very same entry already stands (a retry); nothing changed.
+    Duplicate,
+}
+
+impl Outcome {
+    /// The wire name: `applied`, `stale` or `duplicate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Stale => "stale",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+impl Entry {
+    /// When this entry was written (the checkpoint's time, or the deletion's).
+    pub fn updated_at(&self) -> Timestamp {
+        match self {
+            Entry::Live(p) => p.updated_at,
+            Entry::Deleted { at } => *at,
+        }
+    }
+
+    /// The live progress, or `None` for a tombstone.
+    pub fn live(&self) -> Option<&Progress> {
+        match self {
+            Entry::Live(p) => Some(p),
+            Entry::Deleted { .. } => None,
+        }
+    }
+
+    /// Decides what `incoming` does to the `standing` entry (if any).
+    pub fn merge(standing: Option<&Entry>, incoming: &Entry) -> Outcome {
+        match standing.map(|s| incoming.cmp(s)) {
+            None | Some(Ordering::Greater) => Outcome::Applied,
+            Some(Ordering::Equal) => Outcome::Duplicate,
+            Some(Ordering::Less) => Outcome::Stale,
+        }
+    }
+
+    /// The entry that stands after both `self` and `other` were written, in
+    /// either order.
+    pub fn join(self, other: Entry) -> Entry {
+        self.max(other)
+    }
+
+    /// The tombstone that forgets whatever stands, as of `now`.
+    ///
+    /// A deletion must remove the title even when the standing checkpoint's
+    /// time is ahead of the server's clock (client skew is tolerated), so the
+    /// tombstone is placed just after the standing entry when needed.
+    pub fn tombstone(standing: Option<&Entry>, now: Timestamp) -> Entry {
+        let at = match standing {
+            None => now,
+            Some(Entry::Live(p)) => now.max(p.updated_at.saturating_add_millis(1)),
+            Some(Entry::Deleted { at }) => now.max(*at),
+        };
+        Entry::Deleted { at }
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.updated_at()
+            .cmp(&other.updated_at())
+            .then_with(|| match (self, other) {
+                (Entry::Live(a), Entry::Live(b)) => a.cmp(b),
+                (Entry::Live(_), Entry::Deleted { .. }) => Ordering::Less,
+                (Entry::Deleted { .. }, Entry::Live(_)) => Ordering::Greater,
+                (Entry::Deleted { .. }, Entry::Deleted { .. }) => Ordering::Equal,
+            })
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(at: u64, device: &str, pos_ms: u64) -> Entry {
+        Entry::Live(Progress {
+            updated_at: Timestamp::from_millis(at),
+            device_id: DeviceId::parse(device).expect("valid device id"),
+            position: Position::from_millis(pos_ms).expect("valid position"),
+            duration: None,
+        })
+    }
+
+    #[test]
+    fn newer_write_is_applied_and_older_is_stale() {
+        let old = live(1_000, "tv", 5_000);
+        let new = live(2_000, "phone", 1_000);
+        assert_eq!(Entry::merge(Some(&old), &new), Outcome::Applied);
+        assert_eq!(Entry::merge(Some(&new), &old), Outcome::Stale);
+        assert_eq!(Entry::merge(None, &old), Outcome::Applied);
+    }
+
+    #[test]
+    fn exact_replay_is_a_duplicate() {
+        let a = live(1_000, "tv", 5_000);
+        assert_eq!(Entry::merge(Some(&a), &a.clone()), Outcome::Duplicate);
+    }
+
+    #[test]
+    fn same_millisecond_ties_break_on_device_then_position() {
+        let tv = live(1_000, "tv", 5_000);
+        let phone = live(1_000, "phone", 9_000);
+        // "tv" > "phone" byte-wise, so the TV wins whatever its position.
+        assert_eq!(Entry::merge(Some(&phone), &tv), Outcome::Applied);
+        assert_eq!(Entry::merge(Some(&tv), &phone), Outcome::Stale);
+        let further = live(1_000, "tv", 6_000);
+        assert_eq!(Entry::merge(Some(&tv), &further), Outcome::Applied);
+    }
+
+    #[test]
+    fn a_checkpoint_older_than_a_deletion_cannot_resurrect_the_title() {
+        let watched = live(1_000, "tv", 5_000);
+        let gone = Entry::tombstone(Some(&watched), Timestamp::from_millis(2_000));
+        assert_eq!(
+            Entry::merge(Some(&gone), &live(1_500, "phone", 7_000)),
+            Outcome::Stale
+        );
+        assert_eq!(
+            Entry::merge(Some(&gone), &live(2_000, "phone", 7_000)),
+            Outcome::Stale
+        );
+        assert_eq!(
+            Entry::merge(Some(&gone), &live(2_001, "phone", 7_000)),
+            Outcome::Applied
+        );
+    }
+
+    #[test]
+    fn deletion_wins_over_a_checkpoint_stamped_ahead_of_the_server_clock() {
+        let ahead = live(10_000, "tv", 5_000);
+        let gone = Entry::tombstone(Some(&ahead), Timestamp::from_millis(8_000));
+        assert_eq!(
+            gone,
+            Entry::Deleted {
+                at: Timestamp::from_millis(10_001)
+            }
+        );
+        assert_eq!(Entry::merge(Some(&ahead), &gone), Outcome::Applied);
+    }
+
+    #[test]
+    fn deleting_twice_is_a_duplicate() {
+        let gone = Entry::tombstone(None, Timestamp::from_millis(5_000));
+        let again = Entry::tombstone(Some(&gone), Timestamp::from_millis(4_000));
+        assert_eq!(Entry::merge(Some(&gone), &again), Outcome::Duplicate);
+    }
+}

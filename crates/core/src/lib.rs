@@ -1,0 +1,32 @@
+//! playmark's domain, free of I/O.
+//!
+//! Everything the service decides lives here, so it can be tested exhaustively
+//! without a server, a disk or a clock:
+//!
+//! - [`ids`]: the validated identifiers (`AccountId`, `ProfileId`, `VideoId`,
+//!   `DeviceId`) and the keys built from them ([`ProgressKey`], [`ProfileKey`]).
+//! - [`time`]: [`Timestamp`] and the clock-skew clamp applied to client event times.
+//! - [`position`]: [`Position`] and [`Duration`], seconds on the wire, integer
+//!   milliseconds inside.
+//! - [`entry`]: a stored [`Entry`] (a live [`Progress`] or a deletion tombstone),
+//!   its total order and the last-write-wins merge rule.
+//! - [`checkpoint`]: turning untrusted request fields into a valid [`Checkpoint`],
+//!   with errors that name the offending field.
+//! - [`resume`]: the [`ResumePolicy`] that turns a record into "resume at N" or
+//!   "start over".
+
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod entry;
+pub mod ids;
+pub mod position;
+pub mod resume;
+pub mod time;
+
+pub use checkpoint::{Checkpoint, CheckpointInput, FieldError, PlayerEvent};
+pub use entry::{Entry, Outcome, Progress};
+pub use ids::{AccountId, DeviceId, IdError, ProfileId, ProfileKey, ProgressKey, VideoId};
+pub use position::{Duration, Position, PositionError};
+pub use resume::{ResumeAction, ResumeDecision, ResumePolicy, ResumeReason};
+pub use time::{EventTime, Timestamp};

@@ -1,0 +1,394 @@
+//! The store conformance suite: the same cases, run against every adapter.
+//!
+//! An adapter's test file provides an async constructor of a fresh, empty
+//! store and invokes the macro, which expands to one `#[tokio::test]` per case:
+//!
+//! ```ignore
+//! async fn fresh() -> playmark_store::conformance::Fixture { ... }
+//! playmark_store::conformance_tests!(fresh);
+//! ```
+//!
+//! The cases assert behaviour through the [`ProgressStore`] port only, so a
+//! backend that passes them is interchangeable with every other one.
+
+use std::sync::Arc;
+
+use playmark_core::{
+    AccountId, DeviceId, Duration, Entry, Outcome, Position, ProfileId, ProfileKey, Progress,
+    ProgressKey, Timestamp, VideoId,
+};
+
+use crate::ProgressStore;
+
+/// A fresh store for one case, plus whatever keeps it alive (a temp dir, a
+/// private server).
+pub struct Fixture {
+    /// The store under test.
+    pub store: Arc<dyn ProgressStore>,
+    /// Dropped when the case ends.
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each on a store from
+/// `$fresh` (an async fn returning a [`Fixture`]).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@cases $fresh;
+            unknown_key_reads_as_none,
+            first_write_is_applied_and_read_back_exactly,
+            newer_write_replaces_older,
+            older_write_is_stale_and_returns_the_standing_entry,
+            replayed_write_is_a_duplicate,
+            same_millisecond_writes_break_ties_deterministically,
+            keys_that_share_prefixes_stay_independent,
+            list_profile_returns_only_that_profiles_live_rows,
+            delete_leaves_a_tombstone_older_writes_cannot_pass,
+            newer_write_after_delete_restores_the_title,
+            delete_of_an_unknown_key_still_blocks_older_writes,
+            expire_purges_only_idle_entries_and_tombstones,
+            concurrent_writers_on_one_key_end_with_the_newest,
+            concurrent_writers_on_many_keys_all_land,
+            ping_succeeds_on_a_healthy_store
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $fresh().await;
+                $crate::conformance::$case(fixture.store.as_ref()).await;
+                let _ = fixture.store.close().await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+fn key(account: &str, profile: &str, video: &str) -> ProgressKey {
+    ProgressKey {
+        account_id: AccountId::parse(account).expect("valid account id"),
+        profile_id: ProfileId::parse(profile).expect("valid profile id"),
+        video_id: VideoId::parse(video).expect("valid video id"),
+    }
+}
+
+fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64>) -> Progress {
+    Progress {
+        updated_at: Timestamp::from_millis(at),
+        device_id: DeviceId::parse(device).expect("valid device id"),
+        position: Position::from_millis(position_ms).expect("valid position"),
+        duration: duration_ms.map(|d| Duration::from_millis(d).expect("valid duration")),
+    }
+}
+
+const NOW: Timestamp = Timestamp::from_millis(1_764_270_000_000);
+
+async fn upsert(store: &dyn ProgressStore, k: &ProgressKey, p: &Progress) -> (Outcome, Entry) {
+    let w = store
+        .upsert(k, p.clone(), NOW)
+        .await
+        .expect("upsert succeeds");
+    (w.outcome, w.standing)
+}
+
+async fn get(store: &dyn ProgressStore, k: &ProgressKey) -> Option<Entry> {
+    store.get(k).await.expect("get succeeds")
+}
+
+/// A key never written reads as `None`.
+pub async fn unknown_key_reads_as_none(store: &dyn ProgressStore) {
+    assert_eq!(get(store, &key("acct", "A", "V1")).await, None);
+}
+
+/// The first write applies, and reads return it field for field.
+pub async fn first_write_is_applied_and_read_back_exactly(store: &dyn ProgressStore) {
+    let k = key("acct-123", "A", "V1");
+    let with_duration = progress(1_000, "tv-livingroom", 1_200_500, Some(3_600_000));
+    assert_eq!(
+        upsert(store, &k, &with_duration).await,
+        (Outcome::Applied, Entry::Live(with_duration.clone()))
+    );
+    assert_eq!(get(store, &k).await, Some(Entry::Live(with_duration)));
+
+    let k2 = key("acct-123", "A", "V2");
+    let without = progress(1_000, "phone", 1, None);
+    upsert(store, &k2, &without).await;
+    assert_eq!(get(store, &k2).await, Some(Entry::Live(without)));
+}
+
+/// A newer write replaces the standing one.
+pub async fn newer_write_replaces_older(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    upsert(store, &k, &progress(1_000, "tv", 60_000, None)).await;
+    let newer = progress(2_000, "phone", 30_000, None);
+    assert_eq!(upsert(store, &k, &newer).await.0, Outcome::Applied);
+    assert_eq!(get(store, &k).await, Some(Entry::Live(newer)));
+}
+
+/// An older write changes nothing and reports what stands.
+pub async fn older_write_is_stale_and_returns_the_standing_entry(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    let newer = progress(2_000, "phone", 30_000, None);
+    upsert(store, &k, &newer).await;
+    let (outcome, standing) = upsert(store, &k, &progress(1_000, "tv", 90_000, None)).await;
+    assert_eq!(
+        (outcome, standing),
+        (Outcome::Stale, Entry::Live(newer.clone()))
+    );
+    assert_eq!(get(store, &k).await, Some(Entry::Live(newer)));
+}
+
+/// Sending the very same checkpoint again is a duplicate.
+pub async fn replayed_write_is_a_duplicate(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    let p = progress(1_000, "tv", 60_000, Some(3_600_000));
+    upsert(store, &k, &p).await;
+    assert_eq!(
+        upsert(store, &k, &p).await,
+        (Outcome::Duplicate, Entry::Live(p))
+    );
+}
+
+/// Writes at the same millisecond resolve the same way on every backend:
+/// by device id, then position.
+pub async fn same_millisecond_writes_break_ties_deterministically(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    let phone = progress(1_000, "phone", 90_000, None);
+    let tv = progress(1_000, "tv", 10_000, None);
+    upsert(store, &k, &tv).await;
+    assert_eq!(upsert(store, &k, &phone).await.0, Outcome::Stale);
+    assert_eq!(get(store, &k).await, Some(Entry::Live(tv)));
+    let further = progress(1_000, "tv", 20_000, None);
+    assert_eq!(upsert(store, &k, &further).await.0, Outcome::Applied);
+}
+
+/// Ids that are prefixes of one another never share rows.
+pub async fn keys_that_share_prefixes_stay_independent(store: &dyn ProgressStore) {
+    let keys = [
+        key("acct", "A", "V1"),
+        key("acct", "A", "V10"),
+        key("acct", "AB", "V1"),
+        key("acct-2", "A", "V1"),
+        key("acc", "tA", "V1"),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        upsert(store, k, &progress(1_000, "tv", i as u64 * 1_000, None)).await;
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let pos = get(store, k)
+            .await
+            .and_then(|e| e.live().map(|p| p.position.as_millis()));
+        assert_eq!(pos, Some(i as u64 * 1_000), "row of {k:?}");
+    }
+}
+
+/// Listing a profile yields its live rows and nothing else.
+pub async fn list_profile_returns_only_that_profiles_live_rows(store: &dyn ProgressStore) {
+    let mine = ["V1", "V2", "V3"];
+    for (i, v) in mine.iter().enumerate() {
+        upsert(
+            store,
+            &key("acct", "A", v),
+            &progress(1_000 + i as u64, "tv", 5_000, None),
+        )
+        .await;
+    }
+    upsert(
+        store,
+        &key("acct", "AB", "X"),
+        &progress(1_000, "tv", 5_000, None),
+    )
+    .await;
+    upsert(
+        store,
+        &key("acct", "B", "Y"),
+        &progress(1_000, "tv", 5_000, None),
+    )
+    .await;
+    upsert(
+        store,
+        &key("acct-2", "A", "Z"),
+        &progress(1_000, "tv", 5_000, None),
+    )
+    .await;
+    store
+        .delete(&key("acct", "A", "V2"), NOW)
+        .await
+        .expect("delete succeeds");
+
+    let profile = ProfileKey {
+        account_id: AccountId::parse("acct").expect("valid"),
+        profile_id: ProfileId::parse("A").expect("valid"),
+    };
+    let mut rows = store.list_profile(&profile).await.expect("list succeeds");
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let videos: Vec<_> = rows.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(videos, ["V1", "V3"]);
+    assert_eq!(rows[1].1, progress(1_002, "tv", 5_000, None));
+
+    let empty = ProfileKey {
+        account_id: AccountId::parse("nobody").expect("valid"),
+        profile_id: ProfileId::parse("A").expect("valid"),
+    };
+    assert!(
+        store
+            .list_profile(&empty)
+            .await
+            .expect("list succeeds")
+            .is_empty()
+    );
+}
+
+/// After a delete, a checkpoint from before it cannot resurrect the title.
+pub async fn delete_leaves_a_tombstone_older_writes_cannot_pass(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    upsert(store, &k, &progress(1_000, "tv", 60_000, None)).await;
+    let deleted = store
+        .delete(&k, Timestamp::from_millis(5_000))
+        .await
+        .expect("delete succeeds");
+    assert_eq!(deleted.outcome, Outcome::Applied);
+    assert_eq!(
+        deleted.standing,
+        Entry::Deleted {
+            at: Timestamp::from_millis(5_000)
+        }
+    );
+    assert_eq!(
+        get(store, &k).await,
+        Some(Entry::Deleted {
+            at: Timestamp::from_millis(5_000)
+        })
+    );
+
+    let late = upsert(store, &k, &progress(4_999, "phone", 70_000, None)).await;
+    assert_eq!(
+        late,
+        (
+            Outcome::Stale,
+            Entry::Deleted {
+                at: Timestamp::from_millis(5_000)
+            }
+        )
+    );
+}
+
+/// A checkpoint newer than the deletion brings the title back.
+pub async fn newer_write_after_delete_restores_the_title(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    upsert(store, &k, &progress(1_000, "tv", 60_000, None)).await;
+    store
+        .delete(&k, Timestamp::from_millis(5_000))
+        .await
+        .expect("delete succeeds");
+    let again = progress(6_000, "tv", 1_000, None);
+    assert_eq!(upsert(store, &k, &again).await.0, Outcome::Applied);
+    assert_eq!(get(store, &k).await, Some(Entry::Live(again)));
+}
+
+/// Deleting a title that was never recorded still guards against late
+/// offline uploads from before the deletion.
+pub async fn delete_of_an_unknown_key_still_blocks_older_writes(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    store
+        .delete(&k, Timestamp::from_millis(5_000))
+        .await
+        .expect("delete succeeds");
+    assert_eq!(
+        upsert(store, &k, &progress(4_000, "tv", 1_000, None))
+            .await
+            .0,
+        Outcome::Stale
+    );
+}
+
+/// Expiry removes rows (live or tombstone) not written since the cutoff, and
+/// leaves the others alone.
+pub async fn expire_purges_only_idle_entries_and_tombstones(store: &dyn ProgressStore) {
+    let idle = key("acct", "A", "idle");
+    let idle_tomb = key("acct", "A", "idle-tombstone");
+    let busy = key("acct", "A", "busy");
+    let day = 86_400_000;
+    let long_ago = Timestamp::from_millis(NOW.as_millis() - 200 * day);
+    store
+        .upsert(&idle, progress(1_000, "tv", 1, None), long_ago)
+        .await
+        .expect("upsert");
+    store.delete(&idle_tomb, long_ago).await.expect("delete");
+    store
+        .upsert(&busy, progress(1_000, "tv", 1, None), long_ago)
+        .await
+        .expect("upsert");
+    // Touched again recently: a newer checkpoint.
+    store
+        .upsert(&busy, progress(2_000, "tv", 2, None), NOW)
+        .await
+        .expect("upsert");
+
+    let removed = store
+        .expire(NOW.saturating_sub_millis(180 * day))
+        .await
+        .expect("expire succeeds");
+    assert_eq!(removed, 2);
+    assert_eq!(get(store, &idle).await, None);
+    assert_eq!(get(store, &idle_tomb).await, None);
+    assert!(get(store, &busy).await.is_some());
+    assert_eq!(
+        store
+            .expire(NOW.saturating_sub_millis(180 * day))
+            .await
+            .expect("expire succeeds"),
+        0
+    );
+}
+
+/// 200 writers racing on one key: the newest checkpoint stands, whatever the
+/// interleaving, and every writer gets an answer.
+pub async fn concurrent_writers_on_one_key_end_with_the_newest(store: &dyn ProgressStore) {
+    concurrent(store, 200, |_| key("acct", "A", "V1")).await;
+    let standing = get(store, &key("acct", "A", "V1")).await;
+    assert_eq!(
+        standing,
+        Some(Entry::Live(progress(1_199, "dev-199", 199_000, None)))
+    );
+}
+
+/// 200 writers on 200 keys: every write lands.
+pub async fn concurrent_writers_on_many_keys_all_land(store: &dyn ProgressStore) {
+    concurrent(store, 200, |i| key("acct", "A", &format!("V{i}"))).await;
+    for i in 0..200u64 {
+        let k = key("acct", "A", &format!("V{i}"));
+        assert_eq!(
+            get(store, &k).await,
+            Some(Entry::Live(progress(
+                1_000 + i,
+                &format!("dev-{i}"),
+                i * 1_000,
+                None
+            )))
+        );
+    }
+}
+
+async fn concurrent(store: &dyn ProgressStore, n: u64, key_of: impl Fn(u64) -> ProgressKey) {
+    // Polled together on this task: the writes are in flight at the store at
+    // once, and the futures may borrow the store without 'static bounds.
+    let writes = (0..n).map(|i| {
+        let k = key_of(i);
+        async move {
+            let p = progress(1_000 + i, &format!("dev-{i}"), i * 1_000, None);
+            store
+                .upsert(&k, p, NOW)
+                .await
+                .expect("concurrent upsert succeeds")
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    assert_eq!(results.len() as u64, n);
+}
+
+/// A healthy store answers ping.
+pub async fn ping_succeeds_on_a_healthy_store(store: &dyn ProgressStore) {
+    store.ping().await.expect("ping succeeds");
+}

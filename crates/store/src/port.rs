@@ -1,0 +1,64 @@
+//! The storage port.
+
+use async_trait::async_trait;
+use playmark_core::{Entry, Outcome, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
+
+use crate::StoreError;
+
+/// The result of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// What happened to the write.
+    pub outcome: Outcome,
+    /// The entry that stands now: the write itself when applied, otherwise
+    /// whatever beat it.
+    pub standing: Entry,
+}
+
+/// A durable home for progress entries, keyed by [`ProgressKey`] and
+/// partitioned by [`ProfileKey`].
+///
+/// Every write is conditional under the core merge rule
+/// ([`Entry::merge`]) and applied atomically by the backend, so concurrent
+/// writers and retries can never put an older entry over a newer one. A write
+/// returns only once it is durable.
+///
+/// `now` arguments are the server's clock: stores remember when each entry was
+/// last touched so [`ProgressStore::expire`] can purge idle ones.
+#[async_trait]
+pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
+    /// A short name for logs and metrics, e.g. `embedded`.
+    fn backend(&self) -> &'static str;
+
+    /// Writes `progress` under `key` if it is newer than what stands.
+    async fn upsert(
+        &self,
+        key: &ProgressKey,
+        progress: Progress,
+        now: Timestamp,
+    ) -> Result<Written, StoreError>;
+
+    /// The entry under `key`, tombstones included.
+    async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError>;
+
+    /// Every live (not deleted) entry of one profile, in no particular order.
+    async fn list_profile(
+        &self,
+        profile: &ProfileKey,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError>;
+
+    /// Replaces whatever stands under `key` with a tombstone
+    /// ([`Entry::tombstone`]), so older checkpoints cannot bring it back.
+    async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError>;
+
+    /// Purges entries and tombstones last touched before `untouched_since`,
+    /// in small batches so live traffic is never held up. Returns how many.
+    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError>;
+
+    /// Succeeds when the store can serve reads and writes.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Finishes every accepted write and stops taking new ones. Called once,
+    /// at shutdown.
+    async fn close(&self) -> Result<(), StoreError>;
+}

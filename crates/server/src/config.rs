@@ -1,0 +1,169 @@
+//! The configuration of `playmark serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+use playmark_core::ResumePolicy;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event, for a terminal.
+    Human,
+    /// One JSON object per line, for a log pipeline.
+    Json,
+}
+
+/// Everything `playmark serve` can be told. Each flag has an env var.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "PLAYMARK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded store; created if missing.
+    #[arg(long, env = "PLAYMARK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// How far ahead of the server's clock a client's `updated_at` may be
+    /// before the server's clock is used instead (e.g. 5s, 500ms).
+    #[arg(long, env = "PLAYMARK_MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
+
+    /// Purge progress (and deletion markers) untouched for this many days;
+    /// 0 keeps everything forever.
+    #[arg(long, env = "PLAYMARK_TTL_DAYS", default_value_t = 180)]
+    pub ttl_days: u32,
+
+    /// How often the TTL sweeper looks for idle entries.
+    #[arg(long, env = "PLAYMARK_SWEEP_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// Below this share of a title watched (percent), resume starts over.
+    #[arg(long, env = "PLAYMARK_MIN_RESUME_PERCENT", default_value_t = 5.0, value_parser = percent)]
+    pub min_resume_percent: f64,
+
+    /// Above this share watched (percent), the title counts as finished:
+    /// resume starts over and it leaves continue-watching.
+    #[arg(long, env = "PLAYMARK_MAX_RESUME_PERCENT", default_value_t = 90.0, value_parser = percent)]
+    pub max_resume_percent: f64,
+
+    /// Titles shorter than this always start over (e.g. 5m, 90s).
+    #[arg(long, env = "PLAYMARK_MIN_RESUME_DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub min_resume_duration: Duration,
+
+    /// How long a write may take, retries included, before the client gets
+    /// 503 and nothing is acknowledged. The brief's budget is 500 ms.
+    #[arg(long, env = "PLAYMARK_WRITE_TIMEOUT", default_value = "450ms", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
+    /// How long a read may take before the client gets 503.
+    #[arg(long, env = "PLAYMARK_READ_TIMEOUT", default_value = "120ms", value_parser = humantime::parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Page cache of the embedded store, in MiB.
+    #[arg(long, env = "PLAYMARK_EMBEDDED_CACHE_MB", default_value_t = 256)]
+    pub embedded_cache_mb: usize,
+
+    /// On shutdown, how long in-flight requests may take to finish.
+    #[arg(long, env = "PLAYMARK_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log format.
+    #[arg(long, env = "PLAYMARK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter, in `RUST_LOG` syntax (e.g. info, debug,
+    /// playmark_server=debug).
+    #[arg(long, env = "PLAYMARK_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a percentage from 0 to 100"))
+    }
+}
+
+#[derive(Parser)]
+struct Standalone {
+    #[command(flatten)]
+    config: Config,
+}
+
+impl Default for Config {
+    /// The defaults of every flag (env vars still apply).
+    fn default() -> Self {
+        Standalone::parse_from(["playmark"]).config
+    }
+}
+
+impl Config {
+    /// The resume thresholds these flags describe.
+    pub fn resume_policy(&self) -> ResumePolicy {
+        ResumePolicy {
+            min_resume_percent: self.min_resume_percent,
+            max_resume_percent: self.max_resume_percent,
+            min_resume_duration_ms: u64::try_from(self.min_resume_duration.as_millis())
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The TTL as a duration, or `None` when entries never expire.
+    pub fn ttl(&self) -> Option<Duration> {
+        (self.ttl_days > 0).then(|| Duration::from_secs(u64::from(self.ttl_days) * 86_400))
+    }
+
+    /// Checks what clap cannot: that the flags agree with each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_resume_percent >= self.max_resume_percent {
+            return Err(format!(
+                "--min-resume-percent ({}) must be below --max-resume-percent ({})",
+                self.min_resume_percent, self.max_resume_percent
+            ));
+        }
+        if self.sweep_interval.is_zero() {
+            return Err("--sweep-interval must be above zero".into());
+        }
+        if self.write_timeout.is_zero() || self.read_timeout.is_zero() {
+            return Err("--write-timeout and --read-timeout must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = Standalone::parse_from(["playmark"]).config;
+        assert_eq!(c.max_clock_skew, Duration::from_secs(5));
+        assert_eq!(c.ttl(), Some(Duration::from_secs(180 * 86_400)));
+        assert_eq!(c.resume_policy(), ResumePolicy::default());
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn inverted_thresholds_are_rejected() {
+        let c = Standalone::parse_from(["playmark", "--min-resume-percent", "95"]).config;
+        assert!(c.validate().is_err());
+        assert!(Standalone::try_parse_from(["playmark", "--max-resume-percent", "101"]).is_err());
+    }
+
+    #[test]
+    fn zero_ttl_means_keep_forever() {
+        assert_eq!(
+            Standalone::parse_from(["playmark", "--ttl-days", "0"])
+                .config
+                .ttl(),
+            None
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! The one error type every handler returns.
+//!
+//! Clients get a stable code, a message a person can act on and, for bad
+//! input, the offending field. Internal causes are logged, never sent.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use playmark_core::FieldError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::service::Unavailable;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// A machine code, a human message, and the field at fault if any.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine code: `invalid_request`, `not_found`,
+    /// `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
+    /// `unavailable`, `internal`.
+    #[schema(example = "invalid_request")]
+    pub code: &'static str,
+    /// What went wrong and how to fix it.
+    #[schema(example = "position must be >= 0")]
+    pub message: String,
+    /// The request field at fault, for `invalid_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "position")]
+    pub field: Option<String>,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: ErrorDetail,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: ErrorDetail {
+                code,
+                message: message.into(),
+                field: None,
+            },
+            retry_after: None,
+        }
+    }
+
+    /// 400: a request field is missing or invalid.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+        e.detail.field = Some(field.into());
+        e
+    }
+
+    /// 400: the request as a whole cannot be understood.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 404: no such path.
+    pub fn not_found(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such endpoint: {path} (see /openapi.json)"),
+        )
+    }
+
+    /// 405: the path exists, the method does not.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path} (see /openapi.json)"),
+        )
+    }
+
+    /// 415: the body is not declared as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the request body must be JSON: send Content-Type: application/json",
+        )
+    }
+
+    /// 413: the body is over the limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body must be at most {} KiB", limit / 1024),
+        )
+    }
+
+    /// 500: a bug. The cause goes to the log only.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine code, e.g. `invalid_request`.
+    pub fn code(&self) -> &'static str {
+        self.detail.code
+    }
+
+    /// The request field at fault, if any.
+    pub fn field(&self) -> Option<&str> {
+        self.detail.field.as_deref()
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::invalid_field(e.field, e.message)
+    }
+}
+
+impl From<Unavailable> for ApiError {
+    fn from(e: Unavailable) -> Self {
+        // The cause was logged by the service; clients get what they can act on.
+        let mut api = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "storage is unavailable, so the request was not {}; retry shortly",
+                match e.op {
+                    "upsert" | "delete" => "applied",
+                    _ => "answered",
+                }
+            ),
+        );
+        api.retry_after = Some(e.retry_after());
+        api
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(ErrorBody { error: self.detail })).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,163 @@
+//! Request extractors whose failures are [`ApiError`]s naming the field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// The largest JSON body accepted by the single-record endpoints.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON request body. Checks the content type, enforces the size limit, and
+/// reports type errors with the path of the field that caused them.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(MAX_BODY_BYTES)
+            } else {
+                ApiError::malformed(format!(
+                    "could not read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Decodes JSON, naming the field at fault when the problem is a value's type.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        let detail = strip_position(&message);
+        match inner.classify() {
+            serde_json::error::Category::Data if path != "." => {
+                ApiError::invalid_field(path.clone(), format!("{path} is invalid: {detail}"))
+            }
+            serde_json::error::Category::Data => {
+                ApiError::malformed(format!("the request body must be a JSON object ({detail})"))
+            }
+            _ => ApiError::malformed(format!("malformed JSON: {}", inner)),
+        }
+    })
+}
+
+/// serde_json appends "at line 1 column 42"; for a field error the field name
+/// says more.
+fn strip_position(message: &str) -> &str {
+    message
+        .rfind(" at line ")
+        .map_or(message, |i| &message[..i])
+}
+
+/// Query-string parameters, with errors as [`ApiError`]s.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(v)| Params(v))
+            .map_err(|e| ApiError::malformed(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        position: Option<f64>,
+    }
+
+    fn error_of(json: &str) -> ApiError {
+        parse_json::<Body>(json.as_bytes()).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn content_types_that_count_as_json() {
+        assert!(is_json(Some(&HeaderValue::from_static("application/json"))));
+        assert!(is_json(Some(&HeaderValue::from_static(
+            "Application/JSON; charset=utf-8"
+        ))));
+        assert!(is_json(Some(&HeaderValue::from_static(
+            "application/vnd.playmark+json"
+        ))));
+        assert!(!is_json(Some(&HeaderValue::from_static("text/plain"))));
+        assert!(!is_json(Some(&HeaderValue::from_static(
+            "application/x-www-form-urlencoded"
+        ))));
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn a_type_error_names_the_field() {
+        let e = error_of(r#"{"position": "x"}"#);
+        assert_eq!(
+            (e.status_code(), e.code(), e.field()),
+            (StatusCode::BAD_REQUEST, "invalid_request", Some("position"))
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_non_objects_name_no_field() {
+        for json in ["{", "", "[]", "42", r#"{"position": 1"#] {
+            let e = error_of(json);
+            assert_eq!(
+                (e.status_code(), e.field()),
+                (StatusCode::BAD_REQUEST, None),
+                "{json:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn position_suffix_is_stripped() {
+        assert_eq!(
+            strip_position("invalid type: string \"x\", expected f64 at line 1 column 16"),
+            "invalid type: string \"x\", expected f64"
+        );
+        assert_eq!(strip_position("no suffix"), "no suffix");
+    }
+}

@@ -1,0 +1,27 @@
+//! playmark's service layer and HTTP API.
+//!
+//! A library, so integration tests start the real application in-process on
+//! port 0; the `playmark` binary is a thin shell around [`Application`].
+//!
+//! - [`config`]: every flag of `playmark serve`, each with a `PLAYMARK_*` env var.
+//! - [`service`]: the brief's write flow and read flow over any
+//!   [`ProgressStore`](playmark_store::ProgressStore). Owns every timeout,
+//!   retry and fallback, once.
+//! - [`http`]: routes, JSON in and out, the error type, OpenAPI.
+//! - [`metrics`]: the Prometheus registry behind `/metrics`.
+//! - [`sweeper`]: the background task that purges idle entries (TTL).
+//! - [`app`]: build → bind → run until a shutdown signal → flush.
+//! - [`telemetry`]: human or JSON logs.
+
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod service;
+pub mod sweeper;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

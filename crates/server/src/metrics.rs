@@ -1,0 +1,174 @@
+//! The Prometheus metrics behind `GET /metrics`.
+//!
+//! One registry per [`Metrics`] value (no global state), so several apps in
+//! one test process never share counters.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of an HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The matched route, e.g. `/playback/update`, or `unmatched`.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// Labels of an HTTP request's latency.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The matched route.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+}
+
+/// Labels of a store operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// Which backend.
+    pub backend: &'static str,
+    /// `upsert`, `get`, `list_profile`, `delete`, `expire`, `ping`.
+    pub op: &'static str,
+    /// `ok`, `error` or `timeout`.
+    pub result: &'static str,
+}
+
+/// Labels of a checkpoint's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `applied`, `stale` or `duplicate`.
+    pub outcome: &'static str,
+}
+
+/// Every metric playmark exports.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by route, method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// HTTP request latency by route and method.
+    pub request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Store operation latency by backend, operation and result.
+    pub store_seconds: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    /// Checkpoints by outcome.
+    pub checkpoints: Family<OutcomeLabels, Counter>,
+    /// Client event times replaced by the server's clock (skew too large).
+    pub clocks_clamped: Counter,
+    /// Store operations retried after a transient failure.
+    pub store_retries: Counter,
+    /// Requests answered 503 because the store could not serve them in time.
+    pub unavailable: Counter,
+    /// Entries purged by the TTL sweeper.
+    pub expired: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~3.3 s, doubling: resolves both cache-hit reads and fsyncs.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("playmark");
+        let requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            request_seconds.clone(),
+        );
+        let store_seconds = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "store_operation_duration_seconds",
+            "Store operation latency by backend, operation and result",
+            store_seconds.clone(),
+        );
+        let checkpoints = Family::default();
+        registry.register(
+            "checkpoints",
+            "Checkpoints received, by outcome (applied, stale, duplicate)",
+            checkpoints.clone(),
+        );
+        let clocks_clamped = Counter::default();
+        registry.register(
+            "clock_clamped",
+            "Client event times too far ahead of the server clock, replaced by it",
+            clocks_clamped.clone(),
+        );
+        let store_retries = Counter::default();
+        registry.register(
+            "store_retries",
+            "Store writes retried after a transient failure",
+            store_retries.clone(),
+        );
+        let unavailable = Counter::default();
+        registry.register(
+            "unavailable_responses",
+            "Requests answered 503 because the store could not serve them in time",
+            unavailable.clone(),
+        );
+        let expired = Counter::default();
+        registry.register(
+            "expired_entries",
+            "Entries purged by the TTL sweeper",
+            expired.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            store_seconds,
+            checkpoints,
+            clocks_clamped,
+            store_retries,
+            unavailable,
+            expired,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one store operation.
+    pub fn store_op(
+        &self,
+        backend: &'static str,
+        op: &'static str,
+        result: &'static str,
+        took: Duration,
+    ) {
+        self.store_seconds
+            .get_or_create(&StoreLabels {
+                backend,
+                op,
+                result,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The registry in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}

@@ -28,18 +28,12 @@ pub struct FieldError {
 impl FieldError {
     /// A field that must be given but was not.
     pub fn required(field: &'static str) -> Self {
-        Self {
-            field,
-            message: format!("{field} is required"),
-        }
+        Self { field, message: format!("{field} is required") }
     }
 
     /// A field whose value breaks a rule; `problem` completes "`field` ...".
     pub fn invalid(field: &'static str, problem: impl fmt::Display) -> Self {
-        Self {
-            field,
-            message: format!("{field} {problem}"),
-        }
+        Self { field, message: format!("{field} {problem}") }
     }
 }
 
@@ -70,15 +64,8 @@ pub fn parse_progress_key(
     profile_id: Option<String>,
     video_id: Option<String>,
 ) -> Result<ProgressKey, FieldError> {
-    let ProfileKey {
-        account_id,
-        profile_id,
-    } = parse_profile_key(account_id, profile_id)?;
-    Ok(ProgressKey {
-        account_id,
-        profile_id,
-        video_id: parse_id("video_id", video_id, VideoId::parse)?,
-    })
+    let ProfileKey { account_id, profile_id } = parse_profile_key(account_id, profile_id)?;
+    Ok(ProgressKey { account_id, profile_id, video_id: parse_id("video_id", video_id, VideoId::parse)? })
 }
 
 /// What the player was doing when it sent a checkpoint.
@@ -167,11 +154,8 @@ impl TryFrom<CheckpointInput> for Checkpoint {
 
     fn try_from(input: CheckpointInput) -> Result<Self, FieldError> {
         let key = parse_progress_key(input.account_id, input.profile_id, input.video_id)?;
-        let position = input
-            .position
-            .ok_or_else(|| FieldError::required("position"))?;
-        let position =
-            Position::from_secs(position).map_err(|e| FieldError::invalid("position", e))?;
+        let position = input.position.ok_or_else(|| FieldError::required("position"))?;
+        let position = Position::from_secs(position).map_err(|e| FieldError::invalid("position", e))?;
         let device_id = parse_id("device_id", input.device_id, DeviceId::parse)?;
         let duration = input
             .duration
@@ -185,17 +169,15 @@ impl TryFrom<CheckpointInput> for Checkpoint {
                     format_args!("must not be beyond duration ({} s)", d.as_secs()),
                 ));
             }
-            Some(d) if position.as_millis() > d.as_millis() => Position::from_millis(d.as_millis())
-                .map_err(|e| FieldError::invalid("position", e))?,
+            Some(d) if position.as_millis() > d.as_millis() => {
+                Position::from_millis(d.as_millis()).map_err(|e| FieldError::invalid("position", e))?
+            }
             _ => position,
         };
         let event = match input.event {
             None => PlayerEvent::default(),
             Some(name) => PlayerEvent::parse(&name).ok_or_else(|| {
-                FieldError::invalid(
-                    "event",
-                    "must be one of progress, pause, stop, background, seek",
-                )
+                FieldError::invalid("event", "must be one of progress, pause, stop, background, seek")
             })?,
         };
         Ok(Checkpoint {
@@ -239,9 +221,7 @@ mod tests {
     }
 
     fn field_of(input: CheckpointInput) -> &'static str {
-        Checkpoint::try_from(input)
-            .expect_err("input should be rejected")
-            .field
+        Checkpoint::try_from(input).expect_err("input should be rejected").field
     }
 
     #[test]
@@ -249,49 +229,16 @@ mod tests {
         let c = Checkpoint::try_from(valid()).expect("valid input");
         assert_eq!(c.position.as_millis(), 1_200_500);
         assert_eq!(c.event, PlayerEvent::Pause);
-        assert_eq!(
-            c.client_time,
-            Some(Timestamp::from_millis(1_764_270_000_000))
-        );
+        assert_eq!(c.client_time, Some(Timestamp::from_millis(1_764_270_000_000)));
     }
 
     #[test]
     fn each_missing_required_field_is_named() {
-        assert_eq!(
-            field_of(CheckpointInput {
-                account_id: None,
-                ..valid()
-            }),
-            "account_id"
-        );
-        assert_eq!(
-            field_of(CheckpointInput {
-                profile_id: None,
-                ..valid()
-            }),
-            "profile_id"
-        );
-        assert_eq!(
-            field_of(CheckpointInput {
-                video_id: None,
-                ..valid()
-            }),
-            "video_id"
-        );
-        assert_eq!(
-            field_of(CheckpointInput {
-                position: None,
-                ..valid()
-            }),
-            "position"
-        );
-        assert_eq!(
-            field_of(CheckpointInput {
-                device_id: None,
-                ..valid()
-            }),
-            "device_id"
-        );
+        assert_eq!(field_of(CheckpointInput { account_id: None, ..valid() }), "account_id");
+        assert_eq!(field_of(CheckpointInput { profile_id: None, ..valid() }), "profile_id");
+        assert_eq!(field_of(CheckpointInput { video_id: None, ..valid() }), "video_id");
+        assert_eq!(field_of(CheckpointInput { position: None, ..valid() }), "position");
+        assert_eq!(field_of(CheckpointInput { device_id: None, ..valid() }), "device_id");
     }
 
     #[test]
@@ -303,62 +250,29 @@ mod tests {
             ..valid()
         })
         .expect("valid input");
-        assert_eq!(
-            (c.duration, c.client_time, c.event),
-            (None, None, PlayerEvent::Progress)
-        );
+        assert_eq!((c.duration, c.client_time, c.event), (None, None, PlayerEvent::Progress));
     }
 
     #[test]
     fn invalid_values_are_named() {
-        assert_eq!(
-            field_of(CheckpointInput {
-                position: Some(-1.0),
-                ..valid()
-            }),
-            "position"
-        );
-        assert_eq!(
-            field_of(CheckpointInput {
-                duration: Some(0.0),
-                ..valid()
-            }),
-            "duration"
-        );
-        assert_eq!(
-            field_of(CheckpointInput {
-                event: Some("rewind".into()),
-                ..valid()
-            }),
-            "event"
-        );
-        assert_eq!(
-            field_of(CheckpointInput {
-                device_id: Some("tv 1".into()),
-                ..valid()
-            }),
-            "device_id"
-        );
+        assert_eq!(field_of(CheckpointInput { position: Some(-1.0), ..valid() }), "position");
+        assert_eq!(field_of(CheckpointInput { duration: Some(0.0), ..valid() }), "duration");
+        assert_eq!(field_of(CheckpointInput { event: Some("rewind".into()), ..valid() }), "event");
+        assert_eq!(field_of(CheckpointInput { device_id: Some("tv 1".into()), ..valid() }), "device_id");
     }
 
     #[test]
     fn position_beyond_the_duration_is_rejected_past_the_slack() {
-        let err = Checkpoint::try_from(CheckpointInput {
-            position: Some(3610.001),
-            ..valid()
-        })
-        .expect_err("beyond slack");
+        let err = Checkpoint::try_from(CheckpointInput { position: Some(3610.001), ..valid() })
+            .expect_err("beyond slack");
         assert_eq!(err.field, "position");
         assert!(err.message.contains("beyond duration"), "{}", err.message);
     }
 
     #[test]
     fn small_overshoot_is_clamped_to_the_duration() {
-        let c = Checkpoint::try_from(CheckpointInput {
-            position: Some(3605.0),
-            ..valid()
-        })
-        .expect("within slack");
+        let c = Checkpoint::try_from(CheckpointInput { position: Some(3605.0), ..valid() })
+            .expect("within slack");
         assert_eq!(c.position.as_millis(), 3_600_000);
     }
 }

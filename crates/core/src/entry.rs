@@ -109,14 +109,12 @@ impl Entry {
 
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.updated_at()
-            .cmp(&other.updated_at())
-            .then_with(|| match (self, other) {
-                (Entry::Live(a), Entry::Live(b)) => a.cmp(b),
-                (Entry::Live(_), Entry::Deleted { .. }) => Ordering::Less,
-                (Entry::Deleted { .. }, Entry::Live(_)) => Ordering::Greater,
-                (Entry::Deleted { .. }, Entry::Deleted { .. }) => Ordering::Equal,
-            })
+        self.updated_at().cmp(&other.updated_at()).then_with(|| match (self, other) {
+            (Entry::Live(a), Entry::Live(b)) => a.cmp(b),
+            (Entry::Live(_), Entry::Deleted { .. }) => Ordering::Less,
+            (Entry::Deleted { .. }, Entry::Live(_)) => Ordering::Greater,
+            (Entry::Deleted { .. }, Entry::Deleted { .. }) => Ordering::Equal,
+        })
     }
 }
 
@@ -169,30 +167,16 @@ mod tests {
     fn a_checkpoint_older_than_a_deletion_cannot_resurrect_the_title() {
         let watched = live(1_000, "tv", 5_000);
         let gone = Entry::tombstone(Some(&watched), Timestamp::from_millis(2_000));
-        assert_eq!(
-            Entry::merge(Some(&gone), &live(1_500, "phone", 7_000)),
-            Outcome::Stale
-        );
-        assert_eq!(
-            Entry::merge(Some(&gone), &live(2_000, "phone", 7_000)),
-            Outcome::Stale
-        );
-        assert_eq!(
-            Entry::merge(Some(&gone), &live(2_001, "phone", 7_000)),
-            Outcome::Applied
-        );
+        assert_eq!(Entry::merge(Some(&gone), &live(1_500, "phone", 7_000)), Outcome::Stale);
+        assert_eq!(Entry::merge(Some(&gone), &live(2_000, "phone", 7_000)), Outcome::Stale);
+        assert_eq!(Entry::merge(Some(&gone), &live(2_001, "phone", 7_000)), Outcome::Applied);
     }
 
     #[test]
     fn deletion_wins_over_a_checkpoint_stamped_ahead_of_the_server_clock() {
         let ahead = live(10_000, "tv", 5_000);
         let gone = Entry::tombstone(Some(&ahead), Timestamp::from_millis(8_000));
-        assert_eq!(
-            gone,
-            Entry::Deleted {
-                at: Timestamp::from_millis(10_001)
-            }
-        );
+        assert_eq!(gone, Entry::Deleted { at: Timestamp::from_millis(10_001) });
         assert_eq!(Entry::merge(Some(&ahead), &gone), Outcome::Applied);
     }
 

@@ -28,9 +28,7 @@ fn validate(s: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
     }
-    if let Some(bad) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
     {
         return Err(IdError::InvalidChar(bad));
     }
@@ -115,10 +113,7 @@ pub struct ProgressKey {
 impl ProgressKey {
     /// The profile partition this key belongs to.
     pub fn profile(&self) -> ProfileKey {
-        ProfileKey {
-            account_id: self.account_id.clone(),
-            profile_id: self.profile_id.clone(),
-        }
+        ProfileKey { account_id: self.account_id.clone(), profile_id: self.profile_id.clone() }
     }
 }
 
@@ -129,19 +124,13 @@ mod tests {
     #[test]
     fn accepts_every_allowed_character() {
         let all = "AZaz09._:-";
-        assert_eq!(
-            VideoId::parse(all).map(|v| v.to_string()),
-            Ok(all.to_owned())
-        );
+        assert_eq!(VideoId::parse(all).map(|v| v.to_string()), Ok(all.to_owned()));
     }
 
     #[test]
     fn accepts_exactly_128_characters_and_rejects_129() {
         assert!(AccountId::parse("a".repeat(128)).is_ok());
-        assert_eq!(
-            AccountId::parse("a".repeat(129)),
-            Err(IdError::TooLong(129))
-        );
+        assert_eq!(AccountId::parse("a".repeat(129)), Err(IdError::TooLong(129)));
     }
 
     #[test]
@@ -156,9 +145,6 @@ mod tests {
     #[test]
     fn non_ascii_input_reports_the_character_not_the_length() {
         // 200 two-byte characters: the character is the actionable problem.
-        assert_eq!(
-            DeviceId::parse("é".repeat(200)),
-            Err(IdError::InvalidChar('é'))
-        );
+        assert_eq!(DeviceId::parse("é".repeat(200)), Err(IdError::InvalidChar('é')));
     }
 }

@@ -114,58 +114,28 @@ mod tests {
 
     #[test]
     fn seconds_are_kept_to_the_millisecond() {
-        assert_eq!(
-            Position::from_secs(1200.5).map(Position::as_millis),
-            Ok(1_200_500)
-        );
+        assert_eq!(Position::from_secs(1200.5).map(Position::as_millis), Ok(1_200_500));
         assert_eq!(Position::from_secs(0.0004).map(Position::as_millis), Ok(0));
         assert_eq!(Position::from_secs(0.0005).map(Position::as_millis), Ok(1));
-        assert_eq!(
-            Position::from_secs(1200.5).map(Position::as_secs),
-            Ok(1200.5)
-        );
+        assert_eq!(Position::from_secs(1200.5).map(Position::as_secs), Ok(1200.5));
     }
 
     #[test]
     fn position_bounds_are_zero_and_thirty_days() {
         assert!(Position::from_secs(0.0).is_ok());
         assert!(Position::from_secs(2_592_000.0).is_ok());
-        assert_eq!(
-            Position::from_secs(2_592_000.001),
-            Err(PositionError::TooLarge)
-        );
-        assert_eq!(
-            Position::from_secs(-0.001),
-            Err(PositionError::TooSmall(">= 0"))
-        );
+        assert_eq!(Position::from_secs(2_592_000.001), Err(PositionError::TooLarge));
+        assert_eq!(Position::from_secs(-0.001), Err(PositionError::TooSmall(">= 0")));
         assert_eq!(Position::from_secs(f64::NAN), Err(PositionError::NotFinite));
-        assert_eq!(
-            Position::from_secs(f64::INFINITY),
-            Err(PositionError::NotFinite)
-        );
+        assert_eq!(Position::from_secs(f64::INFINITY), Err(PositionError::NotFinite));
     }
 
     #[test]
     fn duration_must_be_above_zero() {
-        assert_eq!(
-            Duration::from_secs(0.0),
-            Err(PositionError::TooSmall("> 0"))
-        );
-        assert_eq!(
-            Duration::from_secs(0.0001),
-            Err(PositionError::TooSmall("> 0"))
-        );
-        assert_eq!(
-            Duration::from_secs(-5.0),
-            Err(PositionError::TooSmall("> 0"))
-        );
-        assert_eq!(
-            Duration::from_secs(3600.0).map(Duration::as_millis),
-            Ok(3_600_000)
-        );
-        assert_eq!(
-            Duration::from_millis(0),
-            Err(PositionError::TooSmall("> 0"))
-        );
+        assert_eq!(Duration::from_secs(0.0), Err(PositionError::TooSmall("> 0")));
+        assert_eq!(Duration::from_secs(0.0001), Err(PositionError::TooSmall("> 0")));
+        assert_eq!(Duration::from_secs(-5.0), Err(PositionError::TooSmall("> 0")));
+        assert_eq!(Duration::from_secs(3600.0).map(Duration::as_millis), Ok(3_600_000));
+        assert_eq!(Duration::from_millis(0), Err(PositionError::TooSmall("> 0")));
     }
 }

@@ -67,11 +67,7 @@ pub struct ResumeDecision {
 
 impl ResumeDecision {
     fn start_over(reason: ResumeReason) -> Self {
-        Self {
-            action: ResumeAction::StartOver,
-            position: Position::START,
-            reason,
-        }
+        Self { action: ResumeAction::StartOver, position: Position::START, reason }
     }
 }
 
@@ -88,19 +84,13 @@ pub struct ResumePolicy {
 
 impl Default for ResumePolicy {
     fn default() -> Self {
-        Self {
-            min_resume_percent: 5.0,
-            max_resume_percent: 90.0,
-            min_resume_duration_ms: 300_000,
-        }
+        Self { min_resume_percent: 5.0, max_resume_percent: 90.0, min_resume_duration_ms: 300_000 }
     }
 }
 
 impl ResumePolicy {
     fn percent_watched(progress: &Progress) -> Option<f64> {
-        progress
-            .duration
-            .map(|d| progress.position.as_millis() as f64 * 100.0 / d.as_millis() as f64)
+        progress.duration.map(|d| progress.position.as_millis() as f64 * 100.0 / d.as_millis() as f64)
     }
 
     /// True when the title counts as watched to the end.
@@ -113,8 +103,7 @@ impl ResumePolicy {
         let Some(progress) = progress else {
             return ResumeDecision::start_over(ResumeReason::NoRecord);
         };
-        let (Some(duration), Some(pct)) = (progress.duration, Self::percent_watched(progress))
-        else {
+        let (Some(duration), Some(pct)) = (progress.duration, Self::percent_watched(progress)) else {
             return ResumeDecision {
                 action: ResumeAction::Resume,
                 position: progress.position,
@@ -158,10 +147,7 @@ mod tests {
 
     #[test]
     fn part_way_through_resumes_at_the_position() {
-        assert_eq!(
-            decide(1200.5, Some(3600.0)),
-            (ResumeAction::Resume, 1200.5, ResumeReason::InProgress)
-        );
+        assert_eq!(decide(1200.5, Some(3600.0)), (ResumeAction::Resume, 1200.5, ResumeReason::InProgress));
     }
 
     #[test]
@@ -173,10 +159,7 @@ mod tests {
     #[test]
     fn over_ninety_percent_is_finished() {
         assert_eq!(decide(3240.0, Some(3600.0)).2, ResumeReason::InProgress);
-        assert_eq!(
-            decide(3240.001, Some(3600.0)),
-            (ResumeAction::StartOver, 0.0, ResumeReason::Finished)
-        );
+        assert_eq!(decide(3240.001, Some(3600.0)), (ResumeAction::StartOver, 0.0, ResumeReason::Finished));
         assert!(ResumePolicy::default().is_finished(&progress(3500.0, Some(3600.0))));
         assert!(!ResumePolicy::default().is_finished(&progress(3500.0, None)));
     }
@@ -189,18 +172,12 @@ mod tests {
 
     #[test]
     fn unknown_duration_resumes_where_the_viewer_was() {
-        assert_eq!(
-            decide(7.0, None),
-            (ResumeAction::Resume, 7.0, ResumeReason::InProgress)
-        );
+        assert_eq!(decide(7.0, None), (ResumeAction::Resume, 7.0, ResumeReason::InProgress));
     }
 
     #[test]
     fn no_record_starts_over() {
         let d = ResumePolicy::default().decide(None);
-        assert_eq!(
-            (d.action, d.reason),
-            (ResumeAction::StartOver, ResumeReason::NoRecord)
-        );
+        assert_eq!((d.action, d.reason), (ResumeAction::StartOver, ResumeReason::NoRecord));
     }
 }

@@ -56,18 +56,11 @@ impl EventTime {
     /// past are always legal: they simply lose to newer records.
     pub fn resolve(client: Option<Timestamp>, server_now: Timestamp, max_skew_ms: u64) -> Self {
         match client {
-            None => Self {
-                at: server_now,
-                clamped: false,
-            },
-            Some(t) if t > server_now.saturating_add_millis(max_skew_ms) => Self {
-                at: server_now,
-                clamped: true,
-            },
-            Some(t) => Self {
-                at: t,
-                clamped: false,
-            },
+            None => Self { at: server_now, clamped: false },
+            Some(t) if t > server_now.saturating_add_millis(max_skew_ms) => {
+                Self { at: server_now, clamped: true }
+            }
+            Some(t) => Self { at: t, clamped: false },
         }
     }
 }
@@ -80,13 +73,7 @@ mod tests {
 
     #[test]
     fn absent_client_time_uses_the_server_clock() {
-        assert_eq!(
-            EventTime::resolve(None, NOW, 5_000),
-            EventTime {
-                at: NOW,
-                clamped: false
-            }
-        );
+        assert_eq!(EventTime::resolve(None, NOW, 5_000), EventTime { at: NOW, clamped: false });
     }
 
     #[test]
@@ -98,13 +85,7 @@ mod tests {
     #[test]
     fn client_time_beyond_the_skew_is_replaced_by_the_server_clock() {
         let ahead = NOW.saturating_add_millis(5_001);
-        assert_eq!(
-            EventTime::resolve(Some(ahead), NOW, 5_000),
-            EventTime {
-                at: NOW,
-                clamped: true
-            }
-        );
+        assert_eq!(EventTime::resolve(Some(ahead), NOW, 5_000), EventTime { at: NOW, clamped: true });
     }
 
     #[test]

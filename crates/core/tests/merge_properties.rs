@@ -7,34 +7,26 @@ use proptest::prelude::*;
 fn entry() -> impl Strategy<Value = Entry> {
     // Small domains on purpose: collisions on time, device and position are
     // where tie-breaking bugs live.
-    let live = (
-        0u64..20,
-        prop::sample::select(vec!["tv", "phone", "web"]),
-        0u64..5,
-        prop::option::of(1u64..3),
-    )
-        .prop_map(|(at, device, pos, dur)| {
-            Entry::Live(Progress {
-                updated_at: Timestamp::from_millis(at),
-                device_id: DeviceId::parse(device).expect("valid id"),
-                position: Position::from_millis(pos * 1000).expect("in range"),
-                duration: dur.map(|d| Duration::from_millis(d * 1000).expect("in range")),
-            })
-        });
-    let deleted = (0u64..20).prop_map(|at| Entry::Deleted {
-        at: Timestamp::from_millis(at),
-    });
+    let live =
+        (0u64..20, prop::sample::select(vec!["tv", "phone", "web"]), 0u64..5, prop::option::of(1u64..3))
+            .prop_map(|(at, device, pos, dur)| {
+                Entry::Live(Progress {
+                    updated_at: Timestamp::from_millis(at),
+                    device_id: DeviceId::parse(device).expect("valid id"),
+                    position: Position::from_millis(pos * 1000).expect("in range"),
+                    duration: dur.map(|d| Duration::from_millis(d * 1000).expect("in range")),
+                })
+            });
+    let deleted = (0u64..20).prop_map(|at| Entry::Deleted { at: Timestamp::from_millis(at) });
     prop_oneof![4 => live, 1 => deleted]
 }
 
 /// Applies writes one by one the way a store does: keep the incoming entry
 /// only when the merge rule says it applied.
 fn replay(writes: &[Entry]) -> Option<Entry> {
-    writes.iter().fold(None, |standing, incoming| {
-        match Entry::merge(standing.as_ref(), incoming) {
-            Outcome::Applied => Some(incoming.clone()),
-            Outcome::Stale | Outcome::Duplicate => standing,
-        }
+    writes.iter().fold(None, |standing, incoming| match Entry::merge(standing.as_ref(), incoming) {
+        Outcome::Applied => Some(incoming.clone()),
+        Outcome::Stale | Outcome::Duplicate => standing,
     })
 }
 

@@ -46,14 +46,9 @@ impl Application {
     /// Like [`build`](Self::build), on a store the caller provides.
     pub async fn with_store(config: Config, store: Arc<dyn ProgressStore>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
-            format!(
-                "cannot listen on {} (is another server using it? try --listen)",
-                config.listen
-            )
+            format!("cannot listen on {} (is another server using it? try --listen)", config.listen)
         })?;
-        let addr = listener
-            .local_addr()
-            .context("cannot read the bound address")?;
+        let addr = listener.local_addr().context("cannot read the bound address")?;
         let metrics = Arc::new(Metrics::default());
         let service = Arc::new(PlaybackService::new(
             store,
@@ -65,12 +60,7 @@ impl Application {
                 read_timeout: config.read_timeout,
             },
         ));
-        Ok(Self {
-            listener,
-            addr,
-            state: AppState { service, metrics },
-            config,
-        })
+        Ok(Self { listener, addr, state: AppState { service, metrics }, config })
     }
 
     /// The address the server is bound to.
@@ -90,22 +80,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application {
-            listener,
-            addr,
-            state,
-            config,
-        } = self;
+        let Application { listener, addr, state, config } = self;
         let service = Arc::clone(&state.service);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let sweeper = config.ttl().map(|ttl| {
-            tokio::spawn(sweeper::run(
-                Arc::clone(&service),
-                ttl,
-                config.sweep_interval,
-                stop_rx.clone(),
-            ))
+            tokio::spawn(sweeper::run(Arc::clone(&service), ttl, config.sweep_interval, stop_rx.clone()))
         });
 
         // Fires when the shutdown signal arrives, to start the grace timer.

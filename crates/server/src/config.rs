@@ -83,11 +83,7 @@ pub struct Config {
 
 fn percent(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if (0.0..=100.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not a percentage from 0 to 100"))
-    }
+    if (0.0..=100.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a percentage from 0 to 100")) }
 }
 
 #[derive(Parser)]
@@ -109,8 +105,7 @@ impl Config {
         ResumePolicy {
             min_resume_percent: self.min_resume_percent,
             max_resume_percent: self.max_resume_percent,
-            min_resume_duration_ms: u64::try_from(self.min_resume_duration.as_millis())
-                .unwrap_or(u64::MAX),
+            min_resume_duration_ms: u64::try_from(self.min_resume_duration.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
@@ -159,11 +154,6 @@ mod tests {
 
     #[test]
     fn zero_ttl_means_keep_forever() {
-        assert_eq!(
-            Standalone::parse_from(["playmark", "--ttl-days", "0"])
-                .config
-                .ttl(),
-            None
-        );
+        assert_eq!(Standalone::parse_from(["playmark", "--ttl-days", "0"]).config.ttl(), None);
     }
 }

@@ -79,11 +79,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("playmark");
         let requests = Family::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            requests.clone(),
-        );
+        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
         let request_seconds = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "http_request_duration_seconds",
@@ -121,11 +117,7 @@ impl Default for Metrics {
             unavailable.clone(),
         );
         let expired = Counter::default();
-        registry.register(
-            "expired_entries",
-            "Entries purged by the TTL sweeper",
-            expired.clone(),
-        );
+        registry.register("expired_entries", "Entries purged by the TTL sweeper", expired.clone());
         Self {
             registry,
             requests,
@@ -142,20 +134,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Records one store operation.
-    pub fn store_op(
-        &self,
-        backend: &'static str,
-        op: &'static str,
-        result: &'static str,
-        took: Duration,
-    ) {
-        self.store_seconds
-            .get_or_create(&StoreLabels {
-                backend,
-                op,
-                result,
-            })
-            .observe(took.as_secs_f64());
+    pub fn store_op(&self, backend: &'static str, op: &'static str, result: &'static str, took: Duration) {
+        self.store_seconds.get_or_create(&StoreLabels { backend, op, result }).observe(took.as_secs_f64());
     }
 
     /// The registry in Prometheus text exposition format.

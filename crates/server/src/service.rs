@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use playmark_core::{
-    Checkpoint, EventTime, Outcome, ProfileKey, Progress, ProgressKey, ResumeDecision,
-    ResumePolicy, Timestamp, VideoId,
+    Checkpoint, EventTime, Outcome, ProfileKey, Progress, ProgressKey, ResumeDecision, ResumePolicy,
+    Timestamp, VideoId,
 };
 use playmark_store::{ProgressStore, StoreError};
 
@@ -82,24 +82,14 @@ pub struct PlaybackService {
 
 /// The server's clock.
 pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     Timestamp::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 impl PlaybackService {
     /// A service over `store`, reporting into `metrics`.
-    pub fn new(
-        store: Arc<dyn ProgressStore>,
-        metrics: Arc<Metrics>,
-        options: ServiceOptions,
-    ) -> Self {
-        Self {
-            store,
-            metrics,
-            options,
-        }
+    pub fn new(store: Arc<dyn ProgressStore>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
+        Self { store, metrics, options }
     }
 
     /// The resume thresholds in force.
@@ -118,19 +108,9 @@ impl PlaybackService {
         }
         let progress = checkpoint.progress_at(time.at);
         let key = &checkpoint.key;
-        let written = self
-            .write("upsert", || self.store.upsert(key, progress.clone(), now))
-            .await?;
-        self.metrics
-            .checkpoints
-            .get_or_create(&OutcomeLabels {
-                outcome: written.outcome.as_str(),
-            })
-            .inc();
-        Ok(Update {
-            outcome: written.outcome,
-            standing: written.standing.live().cloned(),
-        })
+        let written = self.write("upsert", || self.store.upsert(key, progress.clone(), now)).await?;
+        self.metrics.checkpoints.get_or_create(&OutcomeLabels { outcome: written.outcome.as_str() }).inc();
+        Ok(Update { outcome: written.outcome, standing: written.standing.live().cloned() })
     }
 
     /// Where `key`'s profile should resume the title.
@@ -148,15 +128,11 @@ impl PlaybackService {
         profile: &ProfileKey,
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, Unavailable> {
-        let mut rows = self
-            .read("list_profile", self.store.list_profile(profile))
-            .await?;
+        let mut rows = self.read("list_profile", self.store.list_profile(profile)).await?;
         rows.retain(|(_, p)| !self.options.policy.is_finished(p));
         // Newest first; the video id makes equal times come out the same way
         // on every call.
-        rows.sort_unstable_by(|(va, a), (vb, b)| {
-            b.updated_at.cmp(&a.updated_at).then_with(|| va.cmp(vb))
-        });
+        rows.sort_unstable_by(|(va, a), (vb, b)| b.updated_at.cmp(&a.updated_at).then_with(|| va.cmp(vb)));
         rows.truncate(limit);
         Ok(rows)
     }
@@ -164,9 +140,7 @@ impl PlaybackService {
     /// Forgets a title for the profile; older checkpoints cannot bring it back.
     pub async fn delete(&self, key: &ProgressKey) -> Result<(), Unavailable> {
         let now = now();
-        self.write("delete", || self.store.delete(key, now))
-            .await
-            .map(drop)
+        self.write("delete", || self.store.delete(key, now)).await.map(drop)
     }
 
     /// Purges entries untouched for `ttl`. Returns how many.
@@ -175,8 +149,7 @@ impl PlaybackService {
         let started = Instant::now();
         let result = self.store.expire(now().saturating_sub_millis(ttl_ms)).await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics
-            .store_op(self.store.backend(), "expire", label, started.elapsed());
+        self.metrics.store_op(self.store.backend(), "expire", label, started.elapsed());
         if let Ok(n) = result {
             self.metrics.expired.inc_by(n);
         }
@@ -216,9 +189,7 @@ impl PlaybackService {
         op: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, Unavailable> {
-        self.timed(op, self.options.read_timeout, call)
-            .await
-            .map_err(|e| self.unavailable(op, e))
+        self.timed(op, self.options.read_timeout, call).await.map_err(|e| self.unavailable(op, e))
     }
 
     /// A write with bounded retries inside the write budget.
@@ -256,10 +227,6 @@ impl PlaybackService {
             None => e.to_string(),
         };
         tracing::warn!(op, error = %reason, "store call failed; answering 503");
-        Unavailable {
-            backend: self.store.backend(),
-            op,
-            reason,
-        }
+        Unavailable { backend: self.store.backend(), op, reason }
     }
 }

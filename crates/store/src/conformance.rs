@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use playmark_core::{
-    AccountId, DeviceId, Duration, Entry, Outcome, Position, ProfileId, ProfileKey, Progress,
-    ProgressKey, Timestamp, VideoId,
+    AccountId, DeviceId, Duration, Entry, Outcome, Position, ProfileId, ProfileKey, Progress, ProgressKey,
+    Timestamp, VideoId,
 };
 
 use crate::ProgressStore;
@@ -85,10 +85,7 @@ fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64>) -
 const NOW: Timestamp = Timestamp::from_millis(1_764_270_000_000);
 
 async fn upsert(store: &dyn ProgressStore, k: &ProgressKey, p: &Progress) -> (Outcome, Entry) {
-    let w = store
-        .upsert(k, p.clone(), NOW)
-        .await
-        .expect("upsert succeeds");
+    let w = store.upsert(k, p.clone(), NOW).await.expect("upsert succeeds");
     (w.outcome, w.standing)
 }
 
@@ -132,10 +129,7 @@ pub async fn older_write_is_stale_and_returns_the_standing_entry(store: &dyn Pro
     let newer = progress(2_000, "phone", 30_000, None);
     upsert(store, &k, &newer).await;
     let (outcome, standing) = upsert(store, &k, &progress(1_000, "tv", 90_000, None)).await;
-    assert_eq!(
-        (outcome, standing),
-        (Outcome::Stale, Entry::Live(newer.clone()))
-    );
+    assert_eq!((outcome, standing), (Outcome::Stale, Entry::Live(newer.clone())));
     assert_eq!(get(store, &k).await, Some(Entry::Live(newer)));
 }
 
@@ -144,10 +138,7 @@ pub async fn replayed_write_is_a_duplicate(store: &dyn ProgressStore) {
     let k = key("acct", "A", "V1");
     let p = progress(1_000, "tv", 60_000, Some(3_600_000));
     upsert(store, &k, &p).await;
-    assert_eq!(
-        upsert(store, &k, &p).await,
-        (Outcome::Duplicate, Entry::Live(p))
-    );
+    assert_eq!(upsert(store, &k, &p).await, (Outcome::Duplicate, Entry::Live(p)));
 }
 
 /// Writes at the same millisecond resolve the same way on every backend:
@@ -176,9 +167,7 @@ pub async fn keys_that_share_prefixes_stay_independent(store: &dyn ProgressStore
         upsert(store, k, &progress(1_000, "tv", i as u64 * 1_000, None)).await;
     }
     for (i, k) in keys.iter().enumerate() {
-        let pos = get(store, k)
-            .await
-            .and_then(|e| e.live().map(|p| p.position.as_millis()));
+        let pos = get(store, k).await.and_then(|e| e.live().map(|p| p.position.as_millis()));
         assert_eq!(pos, Some(i as u64 * 1_000), "row of {k:?}");
     }
 }
@@ -187,35 +176,12 @@ pub async fn keys_that_share_prefixes_stay_independent(store: &dyn ProgressStore
 pub async fn list_profile_returns_only_that_profiles_live_rows(store: &dyn ProgressStore) {
     let mine = ["V1", "V2", "V3"];
     for (i, v) in mine.iter().enumerate() {
-        upsert(
-            store,
-            &key("acct", "A", v),
-            &progress(1_000 + i as u64, "tv", 5_000, None),
-        )
-        .await;
+        upsert(store, &key("acct", "A", v), &progress(1_000 + i as u64, "tv", 5_000, None)).await;
     }
-    upsert(
-        store,
-        &key("acct", "AB", "X"),
-        &progress(1_000, "tv", 5_000, None),
-    )
-    .await;
-    upsert(
-        store,
-        &key("acct", "B", "Y"),
-        &progress(1_000, "tv", 5_000, None),
-    )
-    .await;
-    upsert(
-        store,
-        &key("acct-2", "A", "Z"),
-        &progress(1_000, "tv", 5_000, None),
-    )
-    .await;
-    store
-        .delete(&key("acct", "A", "V2"), NOW)
-        .await
-        .expect("delete succeeds");
+    upsert(store, &key("acct", "AB", "X"), &progress(1_000, "tv", 5_000, None)).await;
+    upsert(store, &key("acct", "B", "Y"), &progress(1_000, "tv", 5_000, None)).await;
+    upsert(store, &key("acct-2", "A", "Z"), &progress(1_000, "tv", 5_000, None)).await;
+    store.delete(&key("acct", "A", "V2"), NOW).await.expect("delete succeeds");
 
     let profile = ProfileKey {
         account_id: AccountId::parse("acct").expect("valid"),
@@ -231,57 +197,27 @@ pub async fn list_profile_returns_only_that_profiles_live_rows(store: &dyn Progr
         account_id: AccountId::parse("nobody").expect("valid"),
         profile_id: ProfileId::parse("A").expect("valid"),
     };
-    assert!(
-        store
-            .list_profile(&empty)
-            .await
-            .expect("list succeeds")
-            .is_empty()
-    );
+    assert!(store.list_profile(&empty).await.expect("list succeeds").is_empty());
 }
 
 /// After a delete, a checkpoint from before it cannot resurrect the title.
 pub async fn delete_leaves_a_tombstone_older_writes_cannot_pass(store: &dyn ProgressStore) {
     let k = key("acct", "A", "V1");
     upsert(store, &k, &progress(1_000, "tv", 60_000, None)).await;
-    let deleted = store
-        .delete(&k, Timestamp::from_millis(5_000))
-        .await
-        .expect("delete succeeds");
+    let deleted = store.delete(&k, Timestamp::from_millis(5_000)).await.expect("delete succeeds");
     assert_eq!(deleted.outcome, Outcome::Applied);
-    assert_eq!(
-        deleted.standing,
-        Entry::Deleted {
-            at: Timestamp::from_millis(5_000)
-        }
-    );
-    assert_eq!(
-        get(store, &k).await,
-        Some(Entry::Deleted {
-            at: Timestamp::from_millis(5_000)
-        })
-    );
+    assert_eq!(deleted.standing, Entry::Deleted { at: Timestamp::from_millis(5_000) });
+    assert_eq!(get(store, &k).await, Some(Entry::Deleted { at: Timestamp::from_millis(5_000) }));
 
     let late = upsert(store, &k, &progress(4_999, "phone", 70_000, None)).await;
-    assert_eq!(
-        late,
-        (
-            Outcome::Stale,
-            Entry::Deleted {
-                at: Timestamp::from_millis(5_000)
-            }
-        )
-    );
+    assert_eq!(late, (Outcome::Stale, Entry::Deleted { at: Timestamp::from_millis(5_000) }));
 }
 
 /// A checkpoint newer than the deletion brings the title back.
 pub async fn newer_write_after_delete_restores_the_title(store: &dyn ProgressStore) {
     let k = key("acct", "A", "V1");
     upsert(store, &k, &progress(1_000, "tv", 60_000, None)).await;
-    store
-        .delete(&k, Timestamp::from_millis(5_000))
-        .await
-        .expect("delete succeeds");
+    store.delete(&k, Timestamp::from_millis(5_000)).await.expect("delete succeeds");
     let again = progress(6_000, "tv", 1_000, None);
     assert_eq!(upsert(store, &k, &again).await.0, Outcome::Applied);
     assert_eq!(get(store, &k).await, Some(Entry::Live(again)));
@@ -291,16 +227,8 @@ pub async fn newer_write_after_delete_restores_the_title(store: &dyn ProgressSto
 /// offline uploads from before the deletion.
 pub async fn delete_of_an_unknown_key_still_blocks_older_writes(store: &dyn ProgressStore) {
     let k = key("acct", "A", "V1");
-    store
-        .delete(&k, Timestamp::from_millis(5_000))
-        .await
-        .expect("delete succeeds");
-    assert_eq!(
-        upsert(store, &k, &progress(4_000, "tv", 1_000, None))
-            .await
-            .0,
-        Outcome::Stale
-    );
+    store.delete(&k, Timestamp::from_millis(5_000)).await.expect("delete succeeds");
+    assert_eq!(upsert(store, &k, &progress(4_000, "tv", 1_000, None)).await.0, Outcome::Stale);
 }
 
 /// Expiry removes rows (live or tombstone) not written since the cutoff, and
@@ -311,36 +239,18 @@ pub async fn expire_purges_only_idle_entries_and_tombstones(store: &dyn Progress
     let busy = key("acct", "A", "busy");
     let day = 86_400_000;
     let long_ago = Timestamp::from_millis(NOW.as_millis() - 200 * day);
-    store
-        .upsert(&idle, progress(1_000, "tv", 1, None), long_ago)
-        .await
-        .expect("upsert");
+    store.upsert(&idle, progress(1_000, "tv", 1, None), long_ago).await.expect("upsert");
     store.delete(&idle_tomb, long_ago).await.expect("delete");
-    store
-        .upsert(&busy, progress(1_000, "tv", 1, None), long_ago)
-        .await
-        .expect("upsert");
+    store.upsert(&busy, progress(1_000, "tv", 1, None), long_ago).await.expect("upsert");
     // Touched again recently: a newer checkpoint.
-    store
-        .upsert(&busy, progress(2_000, "tv", 2, None), NOW)
-        .await
-        .expect("upsert");
+    store.upsert(&busy, progress(2_000, "tv", 2, None), NOW).await.expect("upsert");
 
-    let removed = store
-        .expire(NOW.saturating_sub_millis(180 * day))
-        .await
-        .expect("expire succeeds");
+    let removed = store.expire(NOW.saturating_sub_millis(180 * day)).await.expect("expire succeeds");
     assert_eq!(removed, 2);
     assert_eq!(get(store, &idle).await, None);
     assert_eq!(get(store, &idle_tomb).await, None);
     assert!(get(store, &busy).await.is_some());
-    assert_eq!(
-        store
-            .expire(NOW.saturating_sub_millis(180 * day))
-            .await
-            .expect("expire succeeds"),
-        0
-    );
+    assert_eq!(store.expire(NOW.saturating_sub_millis(180 * day)).await.expect("expire succeeds"), 0);
 }
 
 /// 200 writers racing on one key: the newest checkpoint stands, whatever the
@@ -348,10 +258,7 @@ pub async fn expire_purges_only_idle_entries_and_tombstones(store: &dyn Progress
 pub async fn concurrent_writers_on_one_key_end_with_the_newest(store: &dyn ProgressStore) {
     concurrent(store, 200, |_| key("acct", "A", "V1")).await;
     let standing = get(store, &key("acct", "A", "V1")).await;
-    assert_eq!(
-        standing,
-        Some(Entry::Live(progress(1_199, "dev-199", 199_000, None)))
-    );
+    assert_eq!(standing, Some(Entry::Live(progress(1_199, "dev-199", 199_000, None))));
 }
 
 /// 200 writers on 200 keys: every write lands.
@@ -361,12 +268,7 @@ pub async fn concurrent_writers_on_many_keys_all_land(store: &dyn ProgressStore)
         let k = key("acct", "A", &format!("V{i}"));
         assert_eq!(
             get(store, &k).await,
-            Some(Entry::Live(progress(
-                1_000 + i,
-                &format!("dev-{i}"),
-                i * 1_000,
-                None
-            )))
+            Some(Entry::Live(progress(1_000 + i, &format!("dev-{i}"), i * 1_000, None)))
         );
     }
 }
@@ -378,10 +280,7 @@ async fn concurrent(store: &dyn ProgressStore, n: u64, key_of: impl Fn(u64) -> P
         let k = key_of(i);
         async move {
             let p = progress(1_000 + i, &format!("dev-{i}"), i * 1_000, None);
-            store
-                .upsert(&k, p, NOW)
-                .await
-                .expect("concurrent upsert succeeds")
+            store.upsert(&k, p, NOW).await.expect("concurrent upsert succeeds")
         }
     });
     let results = futures::future::join_all(writes).await;

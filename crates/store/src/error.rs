@@ -46,9 +46,6 @@ pub enum StoreError {
 impl StoreError {
     /// True when trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable { .. } | StoreError::Timeout { .. }
-        )
+        matches!(self, StoreError::Unavailable { .. } | StoreError::Timeout { .. })
     }
 }

@@ -42,10 +42,7 @@ pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError>;
 
     /// Every live (not deleted) entry of one profile, in no particular order.
-    async fn list_profile(
-        &self,
-        profile: &ProfileKey,
-    ) -> Result<Vec<(VideoId, Progress)>, StoreError>;
+    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError>;
 
     /// Replaces whatever stands under `key` with a tombstone
     /// ([`Entry::tombstone`]), so older checkpoints cannot bring it back.

@@ -13,10 +13,7 @@ use playmark_store::embedded::{EmbeddedOptions, EmbeddedStore};
 async fn fresh() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("store opens");
-    Fixture {
-        store: Arc::new(store),
-        guard: Box::new(dir),
-    }
+    Fixture { store: Arc::new(store), guard: Box::new(dir) }
 }
 
 playmark_store::conformance_tests!(fresh);
@@ -37,17 +34,11 @@ async fn records_survive_close_and_reopen() {
     };
     {
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-        store
-            .upsert(&key, progress.clone(), Timestamp::from_millis(1_000))
-            .await
-            .expect("upsert");
+        store.upsert(&key, progress.clone(), Timestamp::from_millis(1_000)).await.expect("upsert");
         store.close().await.expect("closes");
     }
     let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
-    assert_eq!(
-        store.get(&key).await.expect("get"),
-        Some(Entry::Live(progress))
-    );
+    assert_eq!(store.get(&key).await.expect("get"), Some(Entry::Live(progress)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,12 +57,7 @@ async fn writes_after_close_are_refused_not_lost_silently() {
         position: Position::START,
         duration: None,
     };
-    assert!(
-        store
-            .upsert(&key, progress, Timestamp::from_millis(1))
-            .await
-            .is_err()
-    );
+    assert!(store.upsert(&key, progress, Timestamp::from_millis(1)).await.is_err());
     assert!(store.ping().await.is_err());
 }
 

@@ -48,15 +48,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            detail: ErrorDetail {
-                code,
-                message: message.into(),
-                field: None,
-            },
-            retry_after: None,
-        }
+        Self { status, detail: ErrorDetail { code, message: message.into(), field: None }, retry_after: None }
     }
 
     /// 400: a request field is missing or invalid.
@@ -73,11 +65,7 @@ impl ApiError {
 
     /// 404: no such path.
     pub fn not_found(path: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no such endpoint: {path} (see /openapi.json)"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path} (see /openapi.json)"))
     }
 
     /// 405: the path exists, the method does not.
@@ -109,11 +97,7 @@ impl ApiError {
 
     /// 500: a bug. The cause goes to the log only.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged")
     }
 
     /// The HTTP status.

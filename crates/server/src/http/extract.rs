@@ -31,10 +31,7 @@ where
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::payload_too_large(MAX_BODY_BYTES)
             } else {
-                ApiError::malformed(format!(
-                    "could not read the request body: {}",
-                    rejection.body_text()
-                ))
+                ApiError::malformed(format!("could not read the request body: {}", rejection.body_text()))
             }
         })?;
         parse_json(&bytes).map(JsonBody)
@@ -45,12 +42,7 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
     let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -77,9 +69,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// serde_json appends "at line 1 column 42"; for a field error the field name
 /// says more.
 fn strip_position(message: &str) -> &str {
-    message
-        .rfind(" at line ")
-        .map_or(message, |i| &message[..i])
+    message.rfind(" at line ").map_or(message, |i| &message[..i])
 }
 
 /// Query-string parameters, with errors as [`ApiError`]s.
@@ -118,16 +108,10 @@ mod tests {
     #[test]
     fn content_types_that_count_as_json() {
         assert!(is_json(Some(&HeaderValue::from_static("application/json"))));
-        assert!(is_json(Some(&HeaderValue::from_static(
-            "Application/JSON; charset=utf-8"
-        ))));
-        assert!(is_json(Some(&HeaderValue::from_static(
-            "application/vnd.playmark+json"
-        ))));
+        assert!(is_json(Some(&HeaderValue::from_static("Application/JSON; charset=utf-8"))));
+        assert!(is_json(Some(&HeaderValue::from_static("application/vnd.playmark+json"))));
         assert!(!is_json(Some(&HeaderValue::from_static("text/plain"))));
-        assert!(!is_json(Some(&HeaderValue::from_static(
-            "application/x-www-form-urlencoded"
-        ))));
+        assert!(!is_json(Some(&HeaderValue::from_static("application/x-www-form-urlencoded"))));
         assert!(!is_json(None));
     }
 
@@ -144,11 +128,7 @@ mod tests {
     fn syntax_errors_and_non_objects_name_no_field() {
         for json in ["{", "", "[]", "42", r#"{"position": 1"#] {
             let e = error_of(json);
-            assert_eq!(
-                (e.status_code(), e.field()),
-                (StatusCode::BAD_REQUEST, None),
-                "{json:?}"
-            );
+            assert_eq!((e.status_code(), e.field()), (StatusCode::BAD_REQUEST, None), "{json:?}");
         }
     }
 

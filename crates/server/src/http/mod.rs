@@ -48,10 +48,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.metrics),
-            record_metrics,
-        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.metrics), record_metrics))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
@@ -97,18 +94,11 @@ async fn record_metrics(State(metrics): State<Arc<Metrics>>, req: Request, next:
     let response = next.run(req).await;
     metrics
         .request_seconds
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-            method: method.clone(),
-        })
+        .get_or_create(&RouteLabels { route: route.clone(), method: method.clone() })
         .observe(started.elapsed().as_secs_f64());
     metrics
         .requests
-        .get_or_create(&RequestLabels {
-            route,
-            method,
-            status: response.status().as_u16(),
-        })
+        .get_or_create(&RequestLabels { route, method, status: response.status().as_u16() })
         .inc();
     response
 }

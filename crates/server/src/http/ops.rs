@@ -43,10 +43,7 @@ pub struct Checks {
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        checks: None,
-    })
+    Json(Health { status: "ok", checks: None })
 }
 
 /// The process can serve traffic: its store answers.
@@ -57,20 +54,14 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.service.ready().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ready",
-                checks: Some(Checks { store: "ok".into() }),
-            }),
-        ),
+        Ok(()) => {
+            (StatusCode::OK, Json(Health { status: "ready", checks: Some(Checks { store: "ok".into() }) }))
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
                 status: "unavailable",
-                checks: Some(Checks {
-                    store: format!("{} store unreachable", e.backend),
-                }),
+                checks: Some(Checks { store: format!("{} store unreachable", e.backend) }),
             }),
         ),
     }
@@ -81,10 +72,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(),
     )
 }
@@ -95,8 +83,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn openapi() -> impl IntoResponse {
     static DOC: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
     let doc = DOC.get_or_init(|| Arc::new(ApiDoc::openapi().to_json().unwrap_or_default()));
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.as_str().to_owned(),
-    )
+    ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned())
 }

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use playmark_core::checkpoint::{parse_profile_key, parse_progress_key};
 use playmark_core::{
-    Checkpoint, CheckpointInput, FieldError, Outcome, ProfileKey, Progress, ProgressKey,
-    ResumeAction, ResumeReason, VideoId,
+    Checkpoint, CheckpointInput, FieldError, Outcome, ProfileKey, Progress, ProgressKey, ResumeAction,
+    ResumeReason, VideoId,
 };
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::{IntoParams, ToSchema};
@@ -330,22 +330,12 @@ pub async fn continue_watching(
     let profile = parse_profile_key(query.account_id, query.profile_id)?;
     let limit = match query.limit {
         None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                FieldError::invalid(
-                    "limit",
-                    format_args!("must be an integer from 1 to {MAX_LIMIT}"),
-                )
-            })?,
+        Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+            FieldError::invalid("limit", format_args!("must be an integer from 1 to {MAX_LIMIT}"))
+        })?,
     };
     let rows = service.continue_watching(&profile, limit).await?;
-    let items = rows
-        .iter()
-        .map(|(video, p)| Record::of_profile(&profile, video, p))
-        .collect();
+    let items = rows.iter().map(|(video, p)| Record::of_profile(&profile, video, p)).collect();
     Ok(Json(ContinueWatchingResponse { items }))
 }
 

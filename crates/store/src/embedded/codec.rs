@@ -67,15 +67,8 @@ struct StoredV1<'a> {
 
 #[derive(Serialize, Deserialize)]
 enum EntryV1<'a> {
-    Live {
-        updated_at: u64,
-        device_id: &'a str,
-        position_ms: u64,
-        duration_ms: Option<u64>,
-    },
-    Deleted {
-        at: u64,
-    },
+    Live { updated_at: u64, device_id: &'a str, position_ms: u64, duration_ms: Option<u64> },
+    Deleted { at: u64 },
 }
 
 /// A decoded row: the entry and when the server last wrote it.
@@ -95,15 +88,10 @@ pub(crate) fn encode_value(entry: &Entry, touched_at: Timestamp) -> Result<Vec<u
         },
         Entry::Deleted { at } => EntryV1::Deleted { at: at.as_millis() },
     };
-    let stored = StoredV1 {
-        touched_at: touched_at.as_millis(),
-        entry,
-    };
+    let stored = StoredV1 { touched_at: touched_at.as_millis(), entry };
     let mut out = vec![FORMAT_V1];
-    postcard::to_io(&stored, &mut out).map_err(|e| StoreError::Backend {
-        backend: BACKEND,
-        source: Box::new(e),
-    })?;
+    postcard::to_io(&stored, &mut out)
+        .map_err(|e| StoreError::Backend { backend: BACKEND, source: Box::new(e) })?;
     Ok(out)
 }
 
@@ -114,36 +102,22 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<Stored, StoreError> {
     let stored: StoredV1<'_> =
         postcard::from_bytes(body).map_err(|e| corrupt(format!("undecodable value: {e}")))?;
     let entry = match stored.entry {
-        EntryV1::Live {
-            updated_at,
-            device_id,
-            position_ms,
-            duration_ms,
-        } => Entry::Live(Progress {
+        EntryV1::Live { updated_at, device_id, position_ms, duration_ms } => Entry::Live(Progress {
             updated_at: Timestamp::from_millis(updated_at),
             device_id: DeviceId::parse(device_id).map_err(|e| corrupt(format!("device id {e}")))?,
-            position: Position::from_millis(position_ms)
-                .map_err(|e| corrupt(format!("position {e}")))?,
+            position: Position::from_millis(position_ms).map_err(|e| corrupt(format!("position {e}")))?,
             duration: duration_ms
                 .map(Duration::from_millis)
                 .transpose()
                 .map_err(|e| corrupt(format!("duration {e}")))?,
         }),
-        EntryV1::Deleted { at } => Entry::Deleted {
-            at: Timestamp::from_millis(at),
-        },
+        EntryV1::Deleted { at } => Entry::Deleted { at: Timestamp::from_millis(at) },
     };
-    Ok(Stored {
-        entry,
-        touched_at: Timestamp::from_millis(stored.touched_at),
-    })
+    Ok(Stored { entry, touched_at: Timestamp::from_millis(stored.touched_at) })
 }
 
 fn corrupt(detail: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        backend: BACKEND,
-        detail: detail.into(),
-    }
+    StoreError::Corrupt { backend: BACKEND, detail: detail.into() }
 }
 
 #[cfg(test)]
@@ -182,31 +156,17 @@ mod tests {
             position: Position::from_millis(1_200_500).expect("valid"),
             duration: Some(Duration::from_millis(3_600_000).expect("valid")),
         });
-        for entry in [
-            live,
-            Entry::Deleted {
-                at: Timestamp::from_millis(7),
-            },
-        ] {
+        for entry in [live, Entry::Deleted { at: Timestamp::from_millis(7) }] {
             let bytes = encode_value(&entry, Timestamp::from_millis(42)).expect("encodes");
             let back = decode_value(&bytes).expect("decodes");
-            assert_eq!(
-                back,
-                Stored {
-                    entry,
-                    touched_at: Timestamp::from_millis(42)
-                }
-            );
+            assert_eq!(back, Stored { entry, touched_at: Timestamp::from_millis(42) });
         }
     }
 
     #[test]
     fn garbage_is_reported_as_corrupt_not_a_panic() {
         for bytes in [&[][..], &[9, 1, 2][..], &[FORMAT_V1, 0xff, 0xff][..]] {
-            assert!(matches!(
-                decode_value(bytes),
-                Err(StoreError::Corrupt { .. })
-            ));
+            assert!(matches!(decode_value(bytes), Err(StoreError::Corrupt { .. })));
         }
     }
 }

@@ -26,8 +26,7 @@ use codec::{decode_value, encode_key, prefix_end, profile_prefix, video_of};
 use writer::{Command, Op};
 
 const BACKEND: &str = "embedded";
-const PROGRESS: TableDefinition<'static, &'static [u8], &'static [u8]> =
-    TableDefinition::new("progress_v1");
+const PROGRESS: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("progress_v1");
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "playmark.redb";
 /// Rows examined per step of an expiry scan, and so the most a single expiry
@@ -47,11 +46,7 @@ pub struct EmbeddedOptions {
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        Self {
-            cache_size_bytes: 256 * 1024 * 1024,
-            queue_capacity: 8_192,
-            max_batch: 1_024,
-        }
+        Self { cache_size_bytes: 256 * 1024 * 1024, queue_capacity: 8_192, max_batch: 1_024 }
     }
 }
 
@@ -65,9 +60,7 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -114,12 +107,7 @@ impl EmbeddedStore {
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         tracing::info!(path = %path.display(), "embedded store open");
-        Ok(Self {
-            db,
-            path,
-            writes,
-            writer: Mutex::new(Some(writer)),
-        })
+        Ok(Self { db, path, writes, writer: Mutex::new(Some(writer)) })
     }
 
     /// Where the database file lives.
@@ -132,21 +120,15 @@ impl EmbeddedStore {
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writes
-            .send(Command::Op(make(reply)))
-            .await
-            .map_err(|_| closed())?;
+        self.writes.send(Command::Op(make(reply))).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 }
 
 /// A read-only view of the progress table in a fresh snapshot.
-fn read_table(
-    db: &Database,
-) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+fn read_table(db: &Database) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
     let txn = db.begin_read().map_err(|e| backend_error(e.into()))?;
-    txn.open_table(PROGRESS)
-        .map_err(|e| backend_error(e.into()))
+    txn.open_table(PROGRESS).map_err(|e| backend_error(e.into()))
 }
 
 /// One step of an expiry scan.
@@ -158,11 +140,7 @@ struct ScanStep {
 }
 
 /// Scans up to [`EXPIRE_SCAN_STEP`] rows from `from` on for idle ones.
-fn scan_idle(
-    db: &Database,
-    from: Option<Vec<u8>>,
-    cutoff: Timestamp,
-) -> Result<ScanStep, StoreError> {
+fn scan_idle(db: &Database, from: Option<Vec<u8>>, cutoff: Timestamp) -> Result<ScanStep, StoreError> {
     let table = read_table(db)?;
     let mut range = match &from {
         Some(start) => table.range(start.as_slice()..),
@@ -180,11 +158,8 @@ fn scan_idle(
             idle.push(k.value().to_vec());
         }
     }
-    let next = range
-        .next()
-        .transpose()
-        .map_err(|e| backend_error(e.into()))?
-        .map(|(k, _)| k.value().to_vec());
+    let next =
+        range.next().transpose().map_err(|e| backend_error(e.into()))?.map(|(k, _)| k.value().to_vec());
     Ok(ScanStep { idle, next })
 }
 
@@ -193,10 +168,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StoreError::Backend {
-            backend: BACKEND,
-            source: Box::new(e),
-        })?
+        .map_err(|e| StoreError::Backend { backend: BACKEND, source: Box::new(e) })?
 }
 
 #[async_trait]
@@ -212,35 +184,22 @@ impl ProgressStore for EmbeddedStore {
         now: Timestamp,
     ) -> Result<Written, StoreError> {
         let key = encode_key(key);
-        self.submit(|reply| Op::Upsert {
-            key,
-            progress,
-            now,
-            reply,
-        })
-        .await
+        self.submit(|reply| Op::Upsert { key, progress, now, reply }).await
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
         let table = read_table(&self.db)?;
-        let row = table
-            .get(encode_key(key).as_slice())
-            .map_err(|e| backend_error(e.into()))?;
-        row.map(|v| decode_value(v.value()).map(|s| s.entry))
-            .transpose()
+        let row = table.get(encode_key(key).as_slice()).map_err(|e| backend_error(e.into()))?;
+        row.map(|v| decode_value(v.value()).map(|s| s.entry)).transpose()
     }
 
-    async fn list_profile(
-        &self,
-        profile: &ProfileKey,
-    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
         let table = read_table(&self.db)?;
         let prefix = profile_prefix(profile);
         blocking(move || {
             let end = prefix_end(&prefix);
-            let range = table
-                .range(prefix.as_slice()..end.as_slice())
-                .map_err(|e| backend_error(e.into()))?;
+            let range =
+                table.range(prefix.as_slice()..end.as_slice()).map_err(|e| backend_error(e.into()))?;
             let mut rows = Vec::new();
             for row in range {
                 let (k, v) = row.map_err(|e| backend_error(e.into()))?;
@@ -263,16 +222,10 @@ impl ProgressStore for EmbeddedStore {
         let mut from = None;
         loop {
             let db = Arc::clone(&self.db);
-            let ScanStep { idle, next } =
-                blocking(move || scan_idle(&db, from, untouched_since)).await?;
+            let ScanStep { idle, next } = blocking(move || scan_idle(&db, from, untouched_since)).await?;
             if !idle.is_empty() {
-                removed += self
-                    .submit(|reply| Op::Expire {
-                        keys: idle,
-                        cutoff: untouched_since,
-                        reply,
-                    })
-                    .await?;
+                removed +=
+                    self.submit(|reply| Op::Expire { keys: idle, cutoff: untouched_since, reply }).await?;
             }
             match next {
                 Some(n) => from = Some(n),
@@ -297,10 +250,7 @@ impl ProgressStore for EmbeddedStore {
         if let Some(handle) = handle {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
-                .map_err(|e| StoreError::Backend {
-                    backend: BACKEND,
-                    source: Box::new(e),
-                })?
+                .map_err(|e| StoreError::Backend { backend: BACKEND, source: Box::new(e) })?
                 .map_err(|_| StoreError::Unavailable {
                     backend: BACKEND,
                     reason: "the writer thread panicked".into(),
@@ -312,15 +262,9 @@ impl ProgressStore for EmbeddedStore {
 }
 
 fn closed() -> StoreError {
-    StoreError::Unavailable {
-        backend: BACKEND,
-        reason: "the store is closed".into(),
-    }
+    StoreError::Unavailable { backend: BACKEND, reason: "the store is closed".into() }
 }
 
 fn backend_error(e: redb::Error) -> StoreError {
-    StoreError::Backend {
-        backend: BACKEND,
-        source: Box::new(e),
-    }
+    StoreError::Backend { backend: BACKEND, source: Box::new(e) }
 }

@@ -36,29 +36,15 @@ pub(crate) enum Op {
         reply: oneshot::Sender<Result<Written, StoreError>>,
     },
     /// Replace what stands under a key with a tombstone.
-    Delete {
-        key: Vec<u8>,
-        now: Timestamp,
-        reply: oneshot::Sender<Result<Written, StoreError>>,
-    },
+    Delete { key: Vec<u8>, now: Timestamp, reply: oneshot::Sender<Result<Written, StoreError>> },
     /// Remove rows still untouched since `cutoff` (re-checked in the transaction).
-    Expire {
-        keys: Vec<Vec<u8>>,
-        cutoff: Timestamp,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
+    Expire { keys: Vec<Vec<u8>>, cutoff: Timestamp, reply: oneshot::Sender<Result<u64, StoreError>> },
 }
 
 /// An answer held back until the transaction commits.
 enum Pending {
-    Written(
-        oneshot::Sender<Result<Written, StoreError>>,
-        Result<Written, StoreError>,
-    ),
-    Expired(
-        oneshot::Sender<Result<u64, StoreError>>,
-        Result<u64, StoreError>,
-    ),
+    Written(oneshot::Sender<Result<Written, StoreError>>, Result<Written, StoreError>),
+    Expired(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
 }
 
 impl Pending {
@@ -119,10 +105,7 @@ fn commit(db: &Database, batch: &mut Vec<Op>) {
         Err(e) => {
             tracing::error!(error = %e, batch = size, "embedded store commit failed; nothing in the batch was acknowledged");
             let reason = e.to_string();
-            let fail = move || StoreError::Unavailable {
-                backend: BACKEND,
-                reason: reason.clone(),
-            };
+            let fail = move || StoreError::Unavailable { backend: BACKEND, reason: reason.clone() };
             pending.into_iter().for_each(|p| p.send(Some(&fail)));
         }
     }
@@ -141,26 +124,15 @@ fn apply(
         let mut table = txn.open_table(PROGRESS)?;
         for cmd in batch {
             match cmd {
-                Op::Upsert {
-                    key,
-                    progress,
-                    now,
-                    reply,
-                } => {
+                Op::Upsert { key, progress, now, reply } => {
                     let result = write(&mut table, &key, now, |_| Entry::Live(progress))?;
                     pending.push(Pending::Written(reply, result));
                 }
                 Op::Delete { key, now, reply } => {
-                    let result = write(&mut table, &key, now, |standing| {
-                        Entry::tombstone(standing, now)
-                    })?;
+                    let result = write(&mut table, &key, now, |standing| Entry::tombstone(standing, now))?;
                     pending.push(Pending::Written(reply, result));
                 }
-                Op::Expire {
-                    keys,
-                    cutoff,
-                    reply,
-                } => {
+                Op::Expire { keys, cutoff, reply } => {
                     let mut removed = 0;
                     for key in keys {
                         let idle = match table.get(key.as_slice())? {
@@ -204,10 +176,7 @@ fn write(
     match encode_value(&incoming, now) {
         Ok(bytes) => {
             table.insert(key, bytes.as_slice())?;
-            Ok(Ok(Written {
-                outcome,
-                standing: incoming,
-            }))
+            Ok(Ok(Written { outcome, standing: incoming }))
         }
         Err(e) => Ok(Err(e)),
     }

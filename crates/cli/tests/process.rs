@@ -1,0 +1,213 @@
+//! The real `playmark` binary as a child process: crash safety, signals,
+//! help text, startup errors.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_playmark");
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// Every log line after "listening", collected until the process exits.
+    logs: mpsc::UnboundedReceiver<String>,
+}
+
+/// Starts `playmark serve` on a free port over `data_dir`, and waits until it
+/// says where it listens.
+async fn start(data_dir: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("stdout readable") {
+            let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+            if event["message"] == "playmark listening" {
+                return event["addr"].as_str().expect("addr logged").parse().expect("addr parses");
+            }
+        }
+        panic!("playmark exited before listening");
+    })
+    .await
+    .expect("playmark listens within 30 s");
+    let (tx, logs) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    Server { child, addr, logs }
+}
+
+#[derive(Debug, Clone)]
+struct Acked {
+    video: String,
+    position: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_write_storm_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = start(dir.path()).await;
+    let url = format!("http://{}/playback/update", server.addr);
+    let client = reqwest::Client::new();
+
+    // 16 writers send distinct checkpoints as fast as they can and report
+    // each acknowledgement; the process is killed while they are mid-flight.
+    let (acks_tx, mut acks) = mpsc::unbounded_channel::<Acked>();
+    for w in 0..16u64 {
+        let (client, url, acks_tx) = (client.clone(), url.clone(), acks_tx.clone());
+        tokio::spawn(async move {
+            for i in 0..10_000u64 {
+                let video = format!("w{w}-{i}");
+                let position = 1 + w * 100_000 + i;
+                let body = json!({"account_id": "acct", "profile_id": "A", "video_id": video,
+                                  "position": position, "device_id": format!("dev-{w}")});
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        if acks_tx.send(Acked { video, position }).is_err() {
+                            return;
+                        }
+                    }
+                    // The server is gone: stop.
+                    _ => return,
+                }
+            }
+        });
+    }
+    drop(acks_tx);
+
+    let mut acked = Vec::new();
+    while acked.len() < 300 {
+        acked.push(acks.recv().await.expect("writers keep acknowledging until the kill"));
+    }
+    server.child.start_kill().expect("SIGKILL sent");
+    server.child.wait().await.expect("child reaped");
+    // Acknowledgements already on their way back count too.
+    while let Some(a) = acks.recv().await {
+        acked.push(a);
+    }
+
+    let server = start(dir.path()).await;
+    let resume = format!("http://{}/playback/resume", server.addr);
+    for a in &acked {
+        let answer: Value = client
+            .get(&resume)
+            .query(&[("account_id", "acct"), ("profile_id", "A"), ("video_id", &a.video)])
+            .send()
+            .await
+            .expect("resume sent")
+            .json()
+            .await
+            .expect("JSON answer");
+        assert_eq!(answer["found"], true, "acknowledged write {a:?} was lost");
+        assert_eq!(answer["position"], a.position, "acknowledged write {a:?} changed");
+    }
+    eprintln!("{} acknowledged writes all survived kill -9", acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_with_exit_code_zero_and_keeps_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = start(dir.path()).await;
+    let client = reqwest::Client::new();
+    let body =
+        json!({"account_id": "acct", "profile_id": "A", "video_id": "V1", "position": 42, "device_id": "tv"});
+    let status = client
+        .post(format!("http://{}/playback/update", server.addr))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent")
+        .status();
+    assert!(status.is_success());
+
+    let pid = server.child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(sent.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("exits within 30 s")
+        .expect("child reaped");
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut logs = Vec::new();
+    while let Ok(line) = server.logs.try_recv() {
+        logs.push(line);
+    }
+    assert!(logs.iter().any(|l| l.contains("playmark stopped cleanly")), "{logs:#?}");
+
+    let server = start(dir.path()).await;
+    let answer: Value = client
+        .get(format!("http://{}/playback/resume?account_id=acct&profile_id=A&video_id=V1", server.addr))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["position"], 42);
+}
+
+#[test]
+fn every_serve_flag_has_help_and_an_env_var() {
+    let output = std::process::Command::new(BIN).args(["serve", "--help"]).output().expect("runs");
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).expect("utf-8");
+    for flag in [
+        "listen",
+        "data-dir",
+        "max-clock-skew",
+        "ttl-days",
+        "sweep-interval",
+        "min-resume-percent",
+        "max-resume-percent",
+        "min-resume-duration",
+        "write-timeout",
+        "read-timeout",
+        "embedded-cache-mb",
+        "shutdown-grace",
+        "log-format",
+        "log-level",
+    ] {
+        assert!(help.contains(&format!("--{flag}")), "--{flag} missing from help");
+        let env = format!("PLAYMARK_{}", flag.replace('-', "_").to_uppercase());
+        assert!(help.contains(&env), "{env} missing from help");
+    }
+}
+
+#[test]
+fn a_bad_flag_value_is_a_readable_error() {
+    let output =
+        std::process::Command::new(BIN).args(["serve", "--max-clock-skew", "soon"]).output().expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--max-clock-skew"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _first = start(dir.path()).await;
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+}

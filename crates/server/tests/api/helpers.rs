@@ -1,0 +1,165 @@
+//! The test harness: start the real app in-process on port 0, talk to it
+//! over HTTP, stop it gracefully.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use playmark_server::{Application, Config};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running playmark with its own data directory.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis())
+        .expect("fits u64")
+}
+
+/// A checkpoint body for account `acct`, profile `A`.
+pub fn checkpoint(video: &str, device: &str, position: f64, updated_at: u64) -> Value {
+    json!({
+        "account_id": "acct", "profile_id": "A", "video_id": video,
+        "position": position, "device_id": device, "updated_at": updated_at,
+    })
+}
+
+impl TestApp {
+    /// The app with default settings on a fresh data directory.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// The app with settings adjusted by `tweak`, on a fresh data directory.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_in(dir, tweak).await
+    }
+
+    /// The app on an existing data directory (to test restarts).
+    pub async fn spawn_in(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let app = Application::build(config).await.expect("app builds");
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestApp { addr, client: reqwest::Client::new(), dir, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Response {
+        self.client.get(self.url(path_and_query)).send().await.expect("request sent")
+    }
+
+    pub async fn update(&self, body: &Value) -> Response {
+        self.post_json("/playback/update", body).await
+    }
+
+    /// Posts a checkpoint that must succeed; returns the JSON answer.
+    pub async fn update_ok(&self, body: &Value) -> Value {
+        let response = self.update(body).await;
+        json_of(response, StatusCode::OK).await
+    }
+
+    /// Resumes `video` for account `acct`, profile `A`.
+    pub async fn resume(&self, video: &str) -> Value {
+        self.resume_of("acct", "A", video).await
+    }
+
+    pub async fn resume_of(&self, account: &str, profile: &str, video: &str) -> Value {
+        let response = self
+            .get(&format!("/playback/resume?account_id={account}&profile_id={profile}&video_id={video}"))
+            .await;
+        json_of(response, StatusCode::OK).await
+    }
+
+    pub async fn delete(&self, video: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/playback/progress?account_id=acct&profile_id=A&video_id={video}")))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stops the app gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task did not panic").expect("app stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Tests that don't call stop() end with the runtime; the stop signal
+        // still lets the server wind down if the runtime lives on.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn test_config(data_dir: &Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+/// Asserts the status and JSON content type, and returns the body.
+pub async fn json_of(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.expect("body readable");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    assert!(content_type.starts_with("application/json"), "content-type {content_type:?}, body {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}
+
+/// Asserts an error response: status, stable code, a message, and the field.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str, field: Option<&str>) -> Value {
+    let body = json_of(response, status).await;
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "error without a message: {body}");
+    assert_eq!(body["error"]["field"].as_str(), field, "{body}");
+    if let Some(field) = field {
+        assert!(message.contains(field), "message {message:?} should name {field}");
+    }
+    body
+}

@@ -1,0 +1,67 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, checkpoint, json_of, now_ms};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_ok() {
+    let app = TestApp::spawn().await;
+    assert_eq!(json_of(app.get("/healthz").await, StatusCode::OK).await["status"], "ok");
+    let ready = json_of(app.get("/readyz").await, StatusCode::OK).await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["store"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_outcomes_store_latency_and_clamped_clocks() {
+    let app = TestApp::spawn().await;
+    let t = now_ms() - 10_000;
+    app.update_ok(&checkpoint("V1", "tv", 10.0, t)).await;
+    app.update_ok(&checkpoint("V1", "tv", 10.0, t)).await;
+    app.update_ok(&checkpoint("V1", "tv", 5.0, t - 1)).await;
+    app.update_ok(&checkpoint("V2", "tv", 5.0, now_ms() + 600_000)).await;
+    app.resume("V1").await;
+    app.get("/nowhere").await;
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+    for expected in [
+        r#"playmark_http_requests_total{route="/playback/update",method="POST",status="200"} 4"#,
+        r#"playmark_http_requests_total{route="/playback/resume",method="GET",status="200"} 1"#,
+        r#"playmark_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        r#"playmark_checkpoints_total{outcome="applied"} 2"#,
+        r#"playmark_checkpoints_total{outcome="duplicate"} 1"#,
+        r#"playmark_checkpoints_total{outcome="stale"} 1"#,
+        "playmark_clock_clamped_total 1",
+        r#"playmark_store_operation_duration_seconds_count{backend="embedded",op="upsert",result="ok"} 4"#,
+        r#"playmark_http_request_duration_seconds_count{route="/playback/resume",method="GET"} 1"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint() {
+    let app = TestApp::spawn().await;
+    let doc = json_of(app.get("/openapi.json").await, StatusCode::OK).await;
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
+    for (path, method) in [
+        ("/playback/update", "post"),
+        ("/playback/resume", "get"),
+        ("/playback/continue-watching", "get"),
+        ("/playback/progress", "delete"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
+    }
+    let required = &doc["components"]["schemas"]["UpdateRequest"]["required"];
+    for field in ["account_id", "profile_id", "video_id", "position", "device_id"] {
+        assert!(
+            required.as_array().is_some_and(|r| r.iter().any(|f| f == field)),
+            "{field} not required: {required}"
+        );
+    }
+}

@@ -125,17 +125,17 @@ impl From<FieldError> for ApiError {
 impl From<Unavailable> for ApiError {
     fn from(e: Unavailable) -> Self {
         // The cause was logged by the service; clients get what they can act on.
-        let mut api = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!(
-                "storage is unavailable, so the request was not {}; retry shortly",
-                match e.op {
-                    "upsert" | "delete" => "applied",
-                    _ => "answered",
-                }
-            ),
-        );
+        let message = match e.op {
+            // A write that timed out may still commit later; only the
+            // acknowledgement is certain to be missing. Retrying is safe:
+            // a replay of an applied checkpoint is a `duplicate`.
+            "upsert" | "delete" => {
+                "storage did not confirm the write in time, so it was not acknowledged \
+                 (it may or may not have been applied); retrying is safe"
+            }
+            _ => "storage did not answer in time; retry shortly",
+        };
+        let mut api = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
         api.retry_after = Some(e.retry_after());
         api
     }

@@ -46,24 +46,40 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Decodes JSON, naming the field at fault when the problem is a value's type.
+/// Decodes a JSON object, naming the field at fault when the problem is a
+/// value's type or a repeated key.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde also reads structs from arrays; the contract is an object.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => return Err(ApiError::malformed("the request body is empty; send a JSON object")),
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            return Err(ApiError::malformed("the request body must be a JSON object"));
+        }
+        Some(_) => {}
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
         let detail = strip_position(&message);
-        match inner.classify() {
-            serde_json::error::Category::Data if path != "." => {
+        match (inner.classify(), named_field(detail)) {
+            (serde_json::error::Category::Data, Some(field)) => {
+                ApiError::invalid_field(field, format!("{field} is given more than once"))
+            }
+            (serde_json::error::Category::Data, None) if path != "." => {
                 ApiError::invalid_field(path.clone(), format!("{path} is invalid: {detail}"))
             }
-            serde_json::error::Category::Data => {
-                ApiError::malformed(format!("the request body must be a JSON object ({detail})"))
-            }
-            _ => ApiError::malformed(format!("malformed JSON: {}", inner)),
+            _ => ApiError::malformed(format!("malformed JSON: {message}")),
         }
     })
+}
+
+/// The field serde names in messages such as "duplicate field `position`".
+fn named_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate field `")?;
+    rest.split('`').next().filter(|f| !f.is_empty())
 }
 
 /// serde_json appends "at line 1 column 42"; for a field error the field name
@@ -84,9 +100,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Query::try_from_uri(&parts.uri)
-            .map(|Query(v)| Params(v))
-            .map_err(|e| ApiError::malformed(format!("invalid query string: {}", e.body_text())))
+        Query::try_from_uri(&parts.uri).map(|Query(v)| Params(v)).map_err(|e| {
+            let text = e.body_text();
+            match text.split(": ").last().and_then(named_field) {
+                Some(field) => ApiError::invalid_field(field, format!("{field} is given more than once")),
+                None => ApiError::malformed(format!("invalid query string: {text}")),
+            }
+        })
     }
 }
 
@@ -125,8 +145,14 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_key_names_the_field() {
+        let e = error_of(r#"{"position": 1, "position": 2}"#);
+        assert_eq!(e.field(), Some("position"));
+    }
+
+    #[test]
     fn syntax_errors_and_non_objects_name_no_field() {
-        for json in ["{", "", "[]", "42", r#"{"position": 1"#] {
+        for json in ["{", "", "  ", "[]", "[1, 2]", "42", "null", r#"{"position": 1"#, "[1"] {
             let e = error_of(json);
             assert_eq!((e.status_code(), e.field()), (StatusCode::BAD_REQUEST, None), "{json:?}");
         }

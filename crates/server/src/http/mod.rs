@@ -18,7 +18,8 @@ use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::service::PlaybackService;
@@ -49,7 +50,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(Arc::clone(&state.metrics), record_metrics))
-        .layer(TraceLayer::new_for_http())
+        // Store failures are logged once, by the service, with their cause;
+        // the per-request trace stays at debug.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
 }

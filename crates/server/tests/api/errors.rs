@@ -1,6 +1,8 @@
 //! Every error case of API.md: the documented status, a stable code, a
 //! message, and the field at fault.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -200,4 +202,54 @@ async fn garbage_never_crashes_the_server() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     // Still serving.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_array_body_is_rejected_even_when_serde_could_read_it_as_a_struct() {
+    let app = TestApp::spawn().await;
+    let response =
+        app.post_json("/playback/update", &json!(["acct", "A", "V5", 12, "tv", null, null, null])).await;
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_request", None).await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("JSON object")), "{body}");
+}
+
+#[tokio::test]
+async fn a_repeated_key_or_parameter_is_named() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/playback/update"))
+        .header("content-type", "application/json")
+        .body(r#"{"account_id":"acct","profile_id":"A","video_id":"V1","position":1,"position":2,"device_id":"tv"}"#)
+        .send()
+        .await
+        .expect("sent");
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_request", Some("position")).await;
+    let response = app.get("/playback/continue-watching?account_id=acct&profile_id=A&limit=1&limit=2").await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_request", Some("limit")).await;
+}
+
+#[tokio::test]
+async fn a_write_the_store_cannot_confirm_in_time_is_a_503_with_retry_after() {
+    let app =
+        TestApp::spawn_slow(Duration::from_secs(2), |c| c.write_timeout = Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let response = app.update(&valid()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the budget was not enforced: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body = assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable", None).await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("retrying is safe")), "{body}");
+}
+
+#[tokio::test]
+async fn a_read_the_store_cannot_answer_in_time_is_a_503() {
+    let app =
+        TestApp::spawn_slow(Duration::from_secs(2), |c| c.read_timeout = Duration::from_millis(50)).await;
+    let response = app.get("/playback/resume?account_id=acct&profile_id=A&video_id=V1").await;
+    assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable", None).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

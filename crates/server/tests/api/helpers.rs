@@ -3,9 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
 use playmark_server::{Application, Config};
+use playmark_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use playmark_store::{ProgressStore, StoreError, Written};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -52,6 +57,22 @@ impl TestApp {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let app = Application::build(config).await.expect("app builds");
+        Self::run(app, dir)
+    }
+
+    /// The app over an embedded store whose every call first waits `delay`:
+    /// a slow disk or an overloaded database, for deadline tests.
+    pub async fn spawn_slow(delay: Duration, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let inner = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("store opens");
+        let store = Arc::new(SlowStore { inner, delay });
+        let app = Application::with_store(config, store).await.expect("app builds");
+        Self::run(app, dir)
+    }
+
+    fn run(app: Application, dir: TempDir) -> Self {
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
@@ -162,4 +183,50 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str, fi
         assert!(message.contains(field), "message {message:?} should name {field}");
     }
     body
+}
+
+/// A real store behind added latency on every call (the stand-in for a slow
+/// disk or a throttled database).
+#[derive(Debug)]
+pub struct SlowStore {
+    inner: EmbeddedStore,
+    delay: Duration,
+}
+
+#[async_trait]
+impl ProgressStore for SlowStore {
+    fn backend(&self) -> &'static str {
+        "slow-embedded"
+    }
+    async fn upsert(
+        &self,
+        key: &ProgressKey,
+        progress: Progress,
+        now: Timestamp,
+    ) -> Result<Written, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.upsert(key, progress, now).await
+    }
+    async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(key).await
+    }
+    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.list_profile(profile).await
+    }
+    async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.delete(key, now).await
+    }
+    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError> {
+        self.inner.expire(untouched_since).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.ping().await
+    }
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
 }

@@ -6,6 +6,8 @@
 //! - [`error`]: the one [`StoreError`] every adapter maps its failures into.
 //! - [`embedded`] (feature `embedded`, on by default): the durable single-node
 //!   store on redb, with group commit.
+//! - [`postgres`] (feature `postgres`): PostgreSQL as the shared source of
+//!   truth, with conditional multi-row upserts.
 //! - [`conformance`] (feature `conformance`): the suite every adapter passes,
 //!   written once against the port. An adapter's tests invoke
 //!   [`conformance_tests!`] with a fixture constructor.
@@ -17,6 +19,9 @@ pub mod port;
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -1,0 +1,422 @@
+//! Private servers for tests that must kill or freeze a dependency.
+//!
+//! Each server runs as a child process on a free loopback port with its data
+//! in a temporary directory, and is killed when dropped. [`Server::freeze`]
+//! sends SIGSTOP to the server's whole process group (a frozen PostgreSQL
+//! stops its backends too), [`Server::thaw`] sends SIGCONT,
+//! [`Server::kill`] SIGKILL, and [`Server::restart`] starts it again on the
+//! same port with the same data.
+//!
+//! Tests that only need *a* server, not one they can break, use the machine's
+//! running services through [`shared`], each with its own namespace.
+//!
+//! The binaries are found on `PATH` (PostgreSQL's also under
+//! `/usr/lib/postgresql/*/bin`). A missing binary is an error, never a skip:
+//! the README's test command installs them.
+
+#![warn(missing_docs)]
+
+pub mod shared;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// Errors starting or controlling a test server.
+pub type Error = String;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the OS hands out a free loopback port")
+}
+
+/// Finds an executable on `PATH` or in the extra directories.
+pub(crate) fn find_binary(name: &str, extra: &[PathBuf]) -> Result<PathBuf, Error> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().cloned())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{name} not found on PATH; scripts/test installs it (apt-get install)"))
+}
+
+pub(crate) fn postgres_bin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.reverse(); // newest major version first
+    dirs
+}
+
+/// What kind of server, and how to start and probe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Redis { cluster: bool },
+    Postgres,
+    Nats,
+}
+
+/// A private server process.
+#[derive(Debug)]
+pub struct Server {
+    kind: Kind,
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// A private redis-server (nothing persisted to disk).
+    pub fn redis() -> Result<Self, Error> {
+        Self::start(Kind::Redis { cluster: false })
+    }
+
+    /// A redis-server with cluster mode on, not yet joined to a cluster.
+    pub fn redis_cluster_node() -> Result<Self, Error> {
+        Self::start(Kind::Redis { cluster: true })
+    }
+
+    /// A private PostgreSQL cluster (fresh initdb, trust auth, fsync on).
+    pub fn postgres() -> Result<Self, Error> {
+        Self::start(Kind::Postgres)
+    }
+
+    /// A private nats-server with JetStream.
+    pub fn nats() -> Result<Self, Error> {
+        Self::start(Kind::Nats)
+    }
+
+    fn start(kind: Kind) -> Result<Self, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("playmark-testkit-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let mut server = Server { kind, port: free_port(), dir, child: None };
+        if kind == Kind::Postgres {
+            server.initdb()?;
+        }
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A client URL: `redis://…`, `postgres://…` or `nats://…`.
+    pub fn url(&self) -> String {
+        match self.kind {
+            Kind::Redis { .. } => format!("redis://127.0.0.1:{}", self.port),
+            Kind::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
+            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Stops every process of the server (SIGSTOP): connections stay open,
+    /// nothing answers. The harshest kind of slow.
+    pub fn freeze(&self) -> Result<(), Error> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) -> Result<(), Error> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    /// Kills the server outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) -> Result<(), Error> {
+        if let Some(mut child) = self.child.take() {
+            // Thaw first: a stopped process group dies only when resumed.
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            child.wait().map_err(|e| format!("cannot reap the server: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Kills the server if it runs, and starts it again on the same port
+    /// with the same data.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.kill()?;
+        self.spawn()
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), Error> {
+        let child = self.child.as_ref().ok_or("the server is not running")?;
+        killpg(Pid::from_raw(child.id() as i32), signal).map_err(|e| format!("cannot send {signal}: {e}"))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn initdb(&self) -> Result<(), Error> {
+        let data = self.dir.path().join("pgdata");
+        let mut cmd = Command::new(find_binary("initdb", &postgres_bin_dirs())?);
+        cmd.args(["-D"]).arg(&data).args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
+        self.as_postgres_user(&mut cmd)?;
+        let out = cmd.output().map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL refuses to run as root; run it as the `postgres` user then,
+    /// with the temp dir handed over to it.
+    fn as_postgres_user(&self, cmd: &mut Command) -> Result<(), Error> {
+        if !nix::unistd::Uid::effective().is_root() {
+            return Ok(());
+        }
+        let user = nix::unistd::User::from_name("postgres")
+            .map_err(|e| format!("cannot look up the postgres user: {e}"))?
+            .ok_or("PostgreSQL cannot run as root and there is no postgres user")?;
+        chown_tree(self.dir.path(), user.uid, user.gid)?;
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> Result<(), Error> {
+        let port = self.port.to_string();
+        let dir = self.dir.path();
+        let mut cmd = match self.kind {
+            Kind::Redis { cluster } => {
+                let mut cmd = Command::new(find_binary("redis-server", &[])?);
+                cmd.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(dir);
+                if cluster {
+                    cmd.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
+                }
+                cmd
+            }
+            Kind::Postgres => {
+                let mut cmd = Command::new(find_binary("postgres", &postgres_bin_dirs())?);
+                cmd.arg("-D").arg(dir.join("pgdata")).args([
+                    "-p",
+                    &port,
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "fsync=on",
+                ]);
+                cmd.arg("-k").arg(dir);
+                self.as_postgres_user(&mut cmd)?;
+                cmd
+            }
+            Kind::Nats => {
+                let mut cmd = Command::new(find_binary("nats-server", &[])?);
+                cmd.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"]).arg(dir.join("jetstream"));
+                cmd
+            }
+        };
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot open the server log: {e}"))?;
+        let log2 = log.try_clone().map_err(|e| format!("cannot open the server log: {e}"))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start {:?}: {e}", self.kind))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.probe() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!(
+                    "{:?} exited ({status}) before it was ready:\n{}",
+                    self.kind,
+                    self.log_tail()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{:?} not ready within 30 s:\n{}", self.kind, self.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One readiness probe over the wire.
+    fn probe(&self) -> bool {
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+        match self.kind {
+            Kind::Redis { .. } => {
+                let mut buf = [0u8; 7];
+                conn.write_all(b"PING\r\n").is_ok()
+                    && conn.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+            }
+            Kind::Nats => {
+                let mut buf = [0u8; 4];
+                conn.read_exact(&mut buf).is_ok() && &buf == b"INFO"
+            }
+            Kind::Postgres => {
+                // The port accepts before the database does; ask pg_isready.
+                find_binary("pg_isready", &postgres_bin_dirs()).is_ok_and(|bin| {
+                    Command::new(bin)
+                        .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-q"])
+                        .status()
+                        .is_ok_and(|s| s.success())
+                })
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+fn chown_tree(path: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> Result<(), Error> {
+    nix::unistd::chown(path, Some(uid), Some(gid))
+        .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
+    if path.is_dir() {
+        for entry in fs::read_dir(path).map_err(|e| format!("cannot list {}: {e}", path.display()))? {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", path.display()))?;
+            chown_tree(&entry.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// A Redis Cluster of private nodes, all masters, slots spread evenly.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The nodes, in the order they were created.
+    pub nodes: Vec<Server>,
+}
+
+impl RedisCluster {
+    /// Starts `n` (at least 3) cluster-mode redis-servers and joins them
+    /// with `redis-cli --cluster create`.
+    pub fn start(n: usize) -> Result<Self, Error> {
+        let nodes = (0..n).map(|_| Server::redis_cluster_node()).collect::<Result<Vec<_>, _>>()?;
+        let addrs: Vec<String> = nodes.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();
+        let out = Command::new(find_binary("redis-cli", &[])?)
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok()?;
+        Ok(cluster)
+    }
+
+    /// Seed URLs of every node, comma-separated, as `--redis-url` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(Server::url).collect::<Vec<_>>().join(",")
+    }
+
+    fn wait_ok(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let cli = find_binary("redis-cli", &[])?;
+        loop {
+            let all_ok = self.nodes.iter().all(|node| {
+                Command::new(&cli)
+                    .args(["-p", &node.port().to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if all_ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("the cluster did not reach cluster_state:ok within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_answers(port: u16) -> bool {
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
+        let mut buf = [0u8; 7];
+        conn.write_all(b"PING\r\n").is_ok() && conn.read_exact(&mut buf).is_ok()
+    }
+
+    #[test]
+    fn redis_can_be_frozen_thawed_killed_and_restarted() {
+        let mut redis = Server::redis().expect("redis starts");
+        assert!(redis_answers(redis.port()));
+        redis.freeze().expect("freezes");
+        assert!(!redis_answers(redis.port()), "a frozen redis answered");
+        redis.thaw().expect("thaws");
+        assert!(redis_answers(redis.port()));
+        redis.kill().expect("killed");
+        assert!(!redis_answers(redis.port()));
+        redis.restart().expect("restarts");
+        assert!(redis_answers(redis.port()));
+    }
+
+    #[test]
+    fn postgres_starts_and_restarts_on_the_same_port() {
+        let mut pg = Server::postgres().expect("postgres starts");
+        let port = pg.port();
+        assert!(pg.probe());
+        pg.restart().expect("restarts");
+        assert_eq!(pg.port(), port);
+        assert!(pg.probe());
+    }
+
+    #[test]
+    fn nats_starts_with_jetstream() {
+        let nats = Server::nats().expect("nats starts");
+        assert!(nats.probe());
+        assert!(nats.url().starts_with("nats://127.0.0.1:"));
+    }
+
+    #[test]
+    fn a_redis_cluster_of_three_reaches_ok() {
+        let cluster = RedisCluster::start(3).expect("cluster forms");
+        assert_eq!(cluster.urls().split(',').count(), 3);
+    }
+}

@@ -291,3 +291,132 @@ async fn concurrent(store: &dyn ProgressStore, n: u64, key_of: impl Fn(u64) -> P
 pub async fn ping_succeeds_on_a_healthy_store(store: &dyn ProgressStore) {
     store.ping().await.expect("ping succeeds");
 }
+
+/// A fresh cache for one case, plus whatever keeps it alive.
+pub struct CacheFixture {
+    /// The cache under test.
+    pub cache: Arc<dyn crate::ProgressCache>,
+    /// Dropped when the case ends.
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+/// Expands to one `#[tokio::test]` per cache conformance case, each on a
+/// cache from `$fresh` (an async fn taking the entry TTL and returning a
+/// [`CacheFixture`]).
+#[macro_export]
+macro_rules! cache_conformance_tests {
+    ($fresh:path) => {
+        $crate::cache_conformance_tests!(@cases $fresh;
+            cache_miss_is_none,
+            cache_put_then_get_round_trips_every_field,
+            cache_put_refuses_older_entries,
+            cache_put_accepts_newer_entries_and_tombstones,
+            cache_ties_break_on_device_bytes_like_the_store,
+            cache_keys_that_share_prefixes_stay_independent,
+            cache_remove_forgets,
+            cache_entries_expire_after_the_ttl
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::conformance::cache_case(stringify!($case), $fresh).await;
+            }
+        )*
+    };
+}
+
+/// Runs one named cache case on a fixture from `fresh`.
+pub async fn cache_case<F, Fut>(case: &str, fresh: F)
+where
+    F: Fn(std::time::Duration) -> Fut,
+    Fut: std::future::Future<Output = CacheFixture>,
+{
+    use std::time::Duration as Ttl;
+    let long = Ttl::from_secs(600);
+    let fixture =
+        fresh(if case == "cache_entries_expire_after_the_ttl" { Ttl::from_millis(300) } else { long }).await;
+    let cache = fixture.cache.as_ref();
+    let live = |at, device: &str, pos| Entry::Live(progress(at, device, pos, Some(3_600_000)));
+    match case {
+        "cache_miss_is_none" => assert_eq!(cache.get(&key("acct", "A", "V1")).await.expect("get"), None),
+        "cache_put_then_get_round_trips_every_field" => {
+            for (video, entry) in [
+                ("V1", live(1_764_270_000_000, "tv-livingroom", 1_200_500)),
+                ("V2", Entry::Live(progress(7, "phone", 0, None))),
+                ("V3", Entry::Deleted { at: Timestamp::from_millis(9) }),
+            ] {
+                let k = key("acct", "A", video);
+                assert!(cache.put(&k, &entry).await.expect("put"));
+                assert_eq!(cache.get(&k).await.expect("get"), Some(entry));
+            }
+        }
+        "cache_put_refuses_older_entries" => {
+            let k = key("acct", "A", "V1");
+            cache.put(&k, &live(2_000, "tv", 5)).await.expect("put");
+            assert!(!cache.put(&k, &live(1_000, "phone", 9)).await.expect("put"));
+            assert!(!cache.put(&k, &live(2_000, "tv", 5)).await.expect("put"), "an equal entry is not newer");
+            assert_eq!(cache.get(&k).await.expect("get"), Some(live(2_000, "tv", 5)));
+        }
+        "cache_put_accepts_newer_entries_and_tombstones" => {
+            let k = key("acct", "A", "V1");
+            cache.put(&k, &live(1_000, "tv", 5)).await.expect("put");
+            assert!(cache.put(&k, &live(2_000, "phone", 1)).await.expect("put"));
+            let gone = Entry::Deleted { at: Timestamp::from_millis(2_000) };
+            assert!(
+                cache.put(&k, &gone).await.expect("put"),
+                "a deletion outranks a checkpoint at the same ms"
+            );
+            assert!(!cache.put(&k, &live(1_999, "tv", 7)).await.expect("put"));
+            assert_eq!(cache.get(&k).await.expect("get"), Some(gone));
+        }
+        "cache_ties_break_on_device_bytes_like_the_store" => {
+            // Byte order: 'Z' (0x5A) < 'a' (0x61); many locales say otherwise.
+            let k = key("acct", "A", "V1");
+            cache.put(&k, &live(1_000, "a-tv", 5)).await.expect("put");
+            assert!(!cache.put(&k, &live(1_000, "Z-tv", 9)).await.expect("put"));
+            assert!(
+                cache.put(&k, &live(1_000, "a-tv0", 1)).await.expect("put"),
+                "a longer id with the same prefix is greater"
+            );
+            assert_eq!(cache.get(&k).await.expect("get"), Some(live(1_000, "a-tv0", 1)));
+        }
+        "cache_keys_that_share_prefixes_stay_independent" => {
+            let keys = [
+                key("acct", "A", "V1"),
+                key("acct", "AB", "V1"),
+                key("acc", "tA", "V1"),
+                key("acct", "A", "V10"),
+            ];
+            for (i, k) in keys.iter().enumerate() {
+                cache.put(k, &live(1_000, "tv", i as u64)).await.expect("put");
+            }
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(cache.get(k).await.expect("get"), Some(live(1_000, "tv", i as u64)));
+            }
+        }
+        "cache_remove_forgets" => {
+            let k = key("acct", "A", "V1");
+            cache.put(&k, &live(1_000, "tv", 5)).await.expect("put");
+            cache.remove(&k).await.expect("remove");
+            assert_eq!(cache.get(&k).await.expect("get"), None);
+            assert!(
+                cache.put(&k, &live(500, "tv", 1)).await.expect("put"),
+                "after removal any entry is newer"
+            );
+        }
+        "cache_entries_expire_after_the_ttl" => {
+            let k = key("acct", "A", "V1");
+            cache.put(&k, &live(1_000, "tv", 5)).await.expect("put");
+            let deadline = std::time::Instant::now() + Ttl::from_secs(5);
+            while cache.get(&k).await.expect("get").is_some() {
+                assert!(std::time::Instant::now() < deadline, "entry outlived its 300 ms TTL by seconds");
+                tokio::time::sleep(Ttl::from_millis(50)).await;
+            }
+        }
+        other => panic!("unknown cache case {other}"),
+    }
+    cache.ping().await.expect("ping");
+    drop(fixture);
+}

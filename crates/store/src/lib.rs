@@ -4,18 +4,32 @@
 //!   method is one conditional round trip; timeouts, retries and fallbacks are
 //!   the service layer's business, not the adapter's.
 //! - [`error`]: the one [`StoreError`] every adapter maps its failures into.
+//! - [`cache`]: the [`ProgressCache`] port, with the [`redis`] (feature
+//!   `redis`, single node or cluster) and [`memory`] (feature `memory`)
+//!   adapters. Caches hold entries under the same merge rule as stores.
 //! - [`embedded`] (feature `embedded`, on by default): the durable single-node
 //!   store on redb, with group commit.
 //! - [`postgres`] (feature `postgres`): PostgreSQL as the shared source of
 //!   truth, with conditional multi-row upserts.
+//! - [`events`]: the [`EventSink`] port for analytics events, with the
+//!   [`nats`] JetStream adapter (feature `nats`).
 //! - [`conformance`] (feature `conformance`): the suite every adapter passes,
 //!   written once against the port. An adapter's tests invoke
 //!   [`conformance_tests!`] with a fixture constructor.
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod error;
+pub mod events;
 pub mod port;
+
+#[cfg(feature = "memory")]
+pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -26,5 +40,7 @@ pub mod postgres;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use cache::{CacheError, ProgressCache};
 pub use error::StoreError;
+pub use events::{EventError, EventSink, ProgressEvent};
 pub use port::{ProgressStore, Written};

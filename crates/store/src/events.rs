@@ -1,0 +1,54 @@
+//! The event port: where applied checkpoints are announced for analytics.
+
+use async_trait::async_trait;
+use playmark_core::{Progress, ProgressKey};
+
+/// An applied checkpoint, as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressEvent {
+    /// Whose progress, in which title.
+    pub key: ProgressKey,
+    /// The progress that now stands.
+    pub progress: Progress,
+}
+
+impl ProgressEvent {
+    /// A deterministic id: the same checkpoint always has the same id, so a
+    /// retried publish is recognised as a duplicate by the sink.
+    pub fn id(&self) -> String {
+        format!(
+            "{}#{}#{}#{}#{}#{}",
+            self.key.account_id,
+            self.key.profile_id,
+            self.key.video_id,
+            self.progress.updated_at.as_millis(),
+            self.progress.device_id,
+            self.progress.position.as_millis()
+        )
+    }
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{backend} event sink failed: {reason}")]
+pub struct EventError {
+    /// Which sink.
+    pub backend: &'static str,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// A durable destination for progress events.
+#[async_trait]
+pub trait EventSink: Send + Sync + std::fmt::Debug + 'static {
+    /// A short name for logs and metrics, e.g. `nats`.
+    fn backend(&self) -> &'static str;
+
+    /// Publishes one event and waits until the sink has stored it.
+    /// Publishing the same event again (same [`ProgressEvent::id`]) must not
+    /// deliver it twice.
+    async fn publish(&self, event: &ProgressEvent) -> Result<(), EventError>;
+
+    /// Succeeds when the sink answers.
+    async fn ping(&self) -> Result<(), EventError>;
+}

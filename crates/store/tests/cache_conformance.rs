@@ -1,0 +1,56 @@
+//! The cache conformance suite on every cache: the shared Redis (a unique key
+//! prefix per case), a private three-node Redis Cluster, and the in-process
+//! memory cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use playmark_store::conformance::CacheFixture;
+use playmark_store::memory::MemoryCache;
+use playmark_store::redis::{RedisCache, RedisOptions, RedisTopology};
+
+async fn redis_cache(topology: RedisTopology, ttl: Duration) -> RedisCache {
+    let cache = RedisCache::connect(RedisOptions {
+        topology,
+        key_prefix: playmark_testkit::shared::unique_name("pm") + ":",
+        ttl,
+        connect_timeout: Duration::from_secs(2),
+    })
+    .expect("valid options");
+    cache.wait_connected(Duration::from_secs(10)).await.expect("Redis reachable");
+    cache
+}
+
+mod redis_single {
+    use super::*;
+
+    async fn fresh(ttl: Duration) -> CacheFixture {
+        let cache = redis_cache(RedisTopology::Single(playmark_testkit::shared::redis_url()), ttl).await;
+        CacheFixture { cache: Arc::new(cache), guard: Box::new(()) }
+    }
+
+    playmark_store::cache_conformance_tests!(fresh);
+}
+
+mod redis_cluster {
+    use super::*;
+
+    async fn fresh(ttl: Duration) -> CacheFixture {
+        let cluster = playmark_testkit::RedisCluster::start(3).expect("cluster forms");
+        let seeds = cluster.nodes.iter().map(|n| n.url()).collect();
+        let cache = redis_cache(RedisTopology::Cluster(seeds), ttl).await;
+        CacheFixture { cache: Arc::new(cache), guard: Box::new(cluster) }
+    }
+
+    playmark_store::cache_conformance_tests!(fresh);
+}
+
+mod memory {
+    use super::*;
+
+    async fn fresh(ttl: Duration) -> CacheFixture {
+        CacheFixture { cache: Arc::new(MemoryCache::new(10_000, ttl)), guard: Box::new(()) }
+    }
+
+    playmark_store::cache_conformance_tests!(fresh);
+}

@@ -23,9 +23,15 @@ struct Server {
 /// Starts `playmark serve` on a free port over `data_dir`, and waits until it
 /// says where it listens.
 async fn start(data_dir: &Path) -> Server {
+    start_with(data_dir, &[]).await
+}
+
+/// Like [`start`], with extra flags.
+async fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -61,12 +67,38 @@ struct Acked {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_write_storm_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = start(dir.path()).await;
+    kill_9_storm(dir.path(), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_on_postgres_and_redis_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let postgres = playmark_testkit::shared::postgres_url().expect("shared PostgreSQL");
+    let prefix = playmark_testkit::shared::unique_name("pm") + ":";
+    let redis = playmark_testkit::shared::redis_url();
+    let flags = [
+        "--store",
+        "postgres",
+        "--postgres-url",
+        &postgres,
+        "--cache",
+        "redis",
+        "--redis-url",
+        &redis,
+        "--redis-key-prefix",
+        &prefix,
+    ];
+    kill_9_storm(dir.path(), &flags).await;
+}
+
+/// 16 writers send distinct checkpoints as fast as they can; the node is
+/// killed with SIGKILL mid-flight, restarted with the same flags, and every
+/// acknowledged checkpoint must be there.
+async fn kill_9_storm(data_dir: &Path, flags: &[&str]) {
+    let mut server = start_with(data_dir, flags).await;
     let url = format!("http://{}/playback/update", server.addr);
     let client = reqwest::Client::new();
 
-    // 16 writers send distinct checkpoints as fast as they can and report
-    // each acknowledgement; the process is killed while they are mid-flight.
     let (acks_tx, mut acks) = mpsc::unbounded_channel::<Acked>();
     for w in 0..16u64 {
         let (client, url, acks_tx) = (client.clone(), url.clone(), acks_tx.clone());
@@ -101,7 +133,7 @@ async fn kill_9_during_a_write_storm_loses_no_acknowledged_write() {
         acked.push(a);
     }
 
-    let server = start(dir.path()).await;
+    let server = start_with(data_dir, flags).await;
     let resume = format!("http://{}/playback/resume", server.addr);
     for a in &acked {
         let answer: Value = client

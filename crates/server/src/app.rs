@@ -6,12 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use playmark_store::ProgressStore;
 use playmark_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use playmark_store::{EventSink, ProgressCache, ProgressStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::Config;
+use crate::cached::CachedStore;
+use crate::config::{CacheKind, EventsKind, StoreKind};
+use crate::events::Publisher;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::service::{PlaybackService, ServiceOptions};
@@ -27,30 +30,35 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store and binds the listener (port 0 picks a free port).
+    /// Connects the configured store, cache and event sink, and binds the
+    /// listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let store: Arc<dyn ProgressStore> = Arc::new(
-            EmbeddedStore::open(
-                &config.data_dir,
-                EmbeddedOptions {
-                    cache_size_bytes: config.embedded_cache_mb.saturating_mul(1024 * 1024),
-                    ..EmbeddedOptions::default()
-                },
-            )
-            .context("cannot open the embedded store")?,
-        );
+        let store = open_store(&config).await?;
         Self::with_store(config, store).await
     }
 
-    /// Like [`build`](Self::build), on a store the caller provides.
+    /// Like [`build`](Self::build), on a store the caller provides (the
+    /// configured cache and event sink still apply).
     pub async fn with_store(config: Config, store: Arc<dyn ProgressStore>) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!("cannot listen on {} (is another server using it? try --listen)", config.listen)
         })?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
         let metrics = Arc::new(Metrics::default());
-        let service = Arc::new(PlaybackService::new(
+
+        let cache = open_cache(&config).await?;
+        let store = match &cache {
+            Some(cache) => Arc::new(CachedStore::new(
+                store,
+                Arc::clone(cache),
+                config.cache_timeout,
+                Arc::clone(&metrics),
+            )) as Arc<dyn ProgressStore>,
+            None => store,
+        };
+        let mut service = PlaybackService::new(
             store,
             Arc::clone(&metrics),
             ServiceOptions {
@@ -59,7 +67,14 @@ impl Application {
                 write_timeout: config.write_timeout,
                 read_timeout: config.read_timeout,
             },
-        ));
+        );
+        if let Some(cache) = cache {
+            service = service.with_cache(cache);
+        }
+        if let Some(sink) = open_events(&config).await? {
+            service = service.with_events(Publisher::start(sink, config.events_queue, Arc::clone(&metrics)));
+        }
+        let service = Arc::new(service);
         Ok(Self { listener, addr, state: AppState { service, metrics }, config })
     }
 
@@ -114,5 +129,111 @@ impl Application {
         service.close().await.context("cannot flush the store")?;
         tracing::info!("playmark stopped cleanly");
         Ok(())
+    }
+}
+
+/// Opens the configured durable store.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProgressStore>> {
+    match config.store {
+        StoreKind::Embedded => {
+            let options = EmbeddedOptions {
+                cache_size_bytes: config.embedded_cache_mb.saturating_mul(1024 * 1024),
+                ..EmbeddedOptions::default()
+            };
+            let store =
+                EmbeddedStore::open(&config.data_dir, options).context("cannot open the embedded store")?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "postgres")]
+        StoreKind::Postgres => {
+            use playmark_store::postgres::{PostgresOptions, PostgresStore};
+            let store = PostgresStore::connect(PostgresOptions {
+                url: config.postgres_url.expose().to_owned(),
+                pool_size: config.postgres_pool_size,
+                max_batch: config.postgres_max_batch,
+                ..PostgresOptions::default()
+            })
+            .await
+            .context("cannot use PostgreSQL (check --postgres-url)")?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreKind::Postgres => anyhow::bail!("this playmark was built without the postgres feature"),
+    }
+}
+
+/// How long startup waits for the first cache connection before serving
+/// without it.
+const CACHE_STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the configured cache, if any. A Redis that does not answer within
+/// [`CACHE_STARTUP_WAIT`] does not stop the service: it starts degraded
+/// (reads from the store) and the cache joins when Redis does.
+async fn open_cache(config: &Config) -> anyhow::Result<Option<Arc<dyn ProgressCache>>> {
+    #[cfg(feature = "redis")]
+    let redis = |topology| async move {
+        use playmark_store::redis::{RedisCache, RedisOptions};
+        let cache = RedisCache::connect(RedisOptions {
+            topology,
+            key_prefix: config.redis_key_prefix.clone(),
+            ttl: config.cache_ttl,
+            connect_timeout: std::time::Duration::from_secs(1),
+        })
+        .context("cannot use Redis (check --redis-url)")?;
+        if let Err(e) = cache.wait_connected(CACHE_STARTUP_WAIT).await {
+            tracing::warn!(error = %e, "starting without the cache; it joins when Redis answers");
+        }
+        Ok::<_, anyhow::Error>(Some(Arc::new(cache) as Arc<dyn ProgressCache>))
+    };
+    match config.cache {
+        CacheKind::None => Ok(None),
+        #[cfg(feature = "memory")]
+        CacheKind::Memory => {
+            // Per-node caches never see other nodes' writes: keep entries
+            // no longer than the brief's tolerance for stale reads.
+            let ttl = config.cache_ttl.min(std::time::Duration::from_secs(2));
+            Ok(Some(Arc::new(playmark_store::memory::MemoryCache::new(config.memory_cache_capacity, ttl))))
+        }
+        #[cfg(feature = "redis")]
+        CacheKind::Redis => {
+            redis(playmark_store::redis::RedisTopology::Single(config.redis_url.expose().to_owned())).await
+        }
+        #[cfg(feature = "redis")]
+        CacheKind::RedisCluster => {
+            redis(playmark_store::redis::RedisTopology::Cluster(
+                config
+                    .redis_url
+                    .expose()
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ))
+            .await
+        }
+        #[allow(unreachable_patterns)]
+        other => anyhow::bail!("this playmark was built without support for --cache {other:?}"),
+    }
+}
+
+/// Connects the configured event sink, if any.
+async fn open_events(config: &Config) -> anyhow::Result<Option<Arc<dyn EventSink>>> {
+    match config.events {
+        EventsKind::None => Ok(None),
+        #[cfg(feature = "nats")]
+        EventsKind::Nats => {
+            use playmark_store::nats::{NatsOptions, NatsSink};
+            let sink = NatsSink::connect(NatsOptions {
+                url: config.nats_url.expose().to_owned(),
+                subject: config.nats_subject.clone(),
+                stream: config.nats_stream.clone(),
+                timeout: std::time::Duration::from_secs(2),
+            })
+            .await
+            .context("cannot use NATS (check --nats-url)")?;
+            Ok(Some(Arc::new(sink)))
+        }
+        #[cfg(not(feature = "nats"))]
+        EventsKind::Nats => anyhow::bail!("this playmark was built without the nats feature"),
     }
 }

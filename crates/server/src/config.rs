@@ -16,6 +16,69 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where progress is stored durably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// redb in `--data-dir`: one node, nothing to install.
+    Embedded,
+    /// PostgreSQL (or Postgres-wire distributed SQL) at `--postgres-url`,
+    /// shared by any number of nodes.
+    Postgres,
+}
+
+/// What caches entries in front of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheKind {
+    /// No cache: every read goes to the store.
+    None,
+    /// In-process, per node (entries kept at most 2 s: other nodes' writes
+    /// do not reach it).
+    Memory,
+    /// One Redis server at `--redis-url`, shared by all nodes.
+    Redis,
+    /// A Redis Cluster; `--redis-url` is a comma-separated list of seed nodes.
+    RedisCluster,
+}
+
+/// Where applied checkpoints are announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventsKind {
+    /// Nowhere.
+    None,
+    /// NATS JetStream at `--nats-url`, on `--nats-subject`.
+    Nats,
+}
+
+/// A connection string that may hold a password: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
 /// Everything `playmark serve` can be told. Each flag has an env var.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -62,6 +125,84 @@ pub struct Config {
     /// How long a read may take before the client gets 503.
     #[arg(long, env = "PLAYMARK_READ_TIMEOUT", default_value = "120ms", value_parser = humantime::parse_duration)]
     pub read_timeout: Duration,
+
+    /// The durable store.
+    #[arg(long, env = "PLAYMARK_STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+
+    /// PostgreSQL connection URL for `--store postgres` (never logged).
+    #[arg(
+        long,
+        env = "PLAYMARK_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_default_value = true
+    )]
+    pub postgres_url: Secret,
+
+    /// PostgreSQL connections per node (each also coalesces writes).
+    #[arg(long, env = "PLAYMARK_POSTGRES_POOL_SIZE", default_value_t = 16)]
+    pub postgres_pool_size: usize,
+
+    /// Most checkpoints written by one PostgreSQL statement.
+    #[arg(long, env = "PLAYMARK_POSTGRES_MAX_BATCH", default_value_t = 512)]
+    pub postgres_max_batch: usize,
+
+    /// The cache in front of the store.
+    #[arg(long, env = "PLAYMARK_CACHE", value_enum, default_value_t = CacheKind::None)]
+    pub cache: CacheKind,
+
+    /// Redis URL, or comma-separated seed URLs for `--cache redis-cluster`
+    /// (never logged).
+    #[arg(
+        long,
+        env = "PLAYMARK_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_default_value = true
+    )]
+    pub redis_url: Secret,
+
+    /// Prefix of every Redis key, so deployments can share a Redis.
+    #[arg(long, env = "PLAYMARK_REDIS_KEY_PREFIX", default_value = "playmark:")]
+    pub redis_key_prefix: String,
+
+    /// How long an entry lives in the cache (bounds how long anything the
+    /// service could not correct may linger there).
+    #[arg(long, env = "PLAYMARK_CACHE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+
+    /// How long a cache call may take before the store answers instead.
+    #[arg(long, env = "PLAYMARK_CACHE_TIMEOUT", default_value = "25ms", value_parser = humantime::parse_duration)]
+    pub cache_timeout: Duration,
+
+    /// Entries held by `--cache memory`.
+    #[arg(long, env = "PLAYMARK_MEMORY_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    pub memory_cache_capacity: usize,
+
+    /// Where applied checkpoints are published for analytics.
+    #[arg(long, env = "PLAYMARK_EVENTS", value_enum, default_value_t = EventsKind::None)]
+    pub events: EventsKind,
+
+    /// NATS server URL(s) for `--events nats` (never logged).
+    #[arg(
+        long,
+        env = "PLAYMARK_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_default_value = true
+    )]
+    pub nats_url: Secret,
+
+    /// The subject progress events are published on.
+    #[arg(long, env = "PLAYMARK_NATS_SUBJECT", default_value = "playmark.progress")]
+    pub nats_subject: String,
+
+    /// The JetStream stream that stores the events (created if missing).
+    #[arg(long, env = "PLAYMARK_NATS_STREAM", default_value = "PLAYMARK_PROGRESS")]
+    pub nats_stream: String,
+
+    /// Events waiting to be published; beyond this, new events are dropped
+    /// (and counted) rather than slowing writes down.
+    #[arg(long, env = "PLAYMARK_EVENTS_QUEUE", default_value_t = 10_000)]
+    pub events_queue: usize,
 
     /// Page cache of the embedded store, in MiB.
     #[arg(long, env = "PLAYMARK_EMBEDDED_CACHE_MB", default_value_t = 256)]
@@ -125,8 +266,14 @@ impl Config {
         if self.sweep_interval.is_zero() {
             return Err("--sweep-interval must be above zero".into());
         }
-        if self.write_timeout.is_zero() || self.read_timeout.is_zero() {
-            return Err("--write-timeout and --read-timeout must be above zero".into());
+        if self.write_timeout.is_zero() || self.read_timeout.is_zero() || self.cache_timeout.is_zero() {
+            return Err("--write-timeout, --read-timeout and --cache-timeout must be above zero".into());
+        }
+        if self.cache_timeout >= self.read_timeout {
+            return Err(format!(
+                "--cache-timeout ({:?}) must be below --read-timeout ({:?}), or a cache miss leaves no time for the store",
+                self.cache_timeout, self.read_timeout
+            ));
         }
         Ok(())
     }
@@ -150,6 +297,13 @@ mod tests {
         let c = Standalone::parse_from(["playmark", "--min-resume-percent", "95"]).config;
         assert!(c.validate().is_err());
         assert!(Standalone::try_parse_from(["playmark", "--max-resume-percent", "101"]).is_err());
+    }
+
+    #[test]
+    fn connection_urls_are_never_printed() {
+        let c = Standalone::parse_from(["playmark", "--postgres-url", "postgres://u:hunter2@db/x"]).config;
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.postgres_url.expose(), "postgres://u:hunter2@db/x");
     }
 
     #[test]

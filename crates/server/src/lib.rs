@@ -7,6 +7,9 @@
 //! - [`service`]: the brief's write flow and read flow over any
 //!   [`ProgressStore`](playmark_store::ProgressStore). Owns every timeout,
 //!   retry and fallback, once.
+//! - [`cached`]: the cache in front of the store (timeouts, fallback to
+//!   the store, off-path refills, repair of failed cache updates).
+//! - [`events`]: publishing applied checkpoints off the request path.
 //! - [`http`]: routes, JSON in and out, the error type, OpenAPI.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`sweeper`]: the background task that purges idle entries (TTL).
@@ -16,7 +19,9 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod cached;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod service;

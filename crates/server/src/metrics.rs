@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -49,6 +50,20 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a cache lookup.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit`, `miss`, `error` or `timeout`.
+    pub result: &'static str,
+}
+
+/// Labels of a dropped event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `queue_full`, `publish_failed` or `shutdown`.
+    pub reason: &'static str,
+}
+
 /// Every metric playmark exports.
 pub struct Metrics {
     registry: Registry,
@@ -68,6 +83,19 @@ pub struct Metrics {
     pub unavailable: Counter,
     /// Entries purged by the TTL sweeper.
     pub expired: Counter,
+    /// Cache lookups by result.
+    pub cache_lookups: Family<CacheLabels, Counter>,
+    /// Cache updates that failed after the store write, and were queued
+    /// for repair.
+    pub cache_update_failures: Counter,
+    /// Keys waiting for their cache entry to be repaired.
+    pub cache_repairs_pending: Gauge,
+    /// Repairs given up (queue full): such keys rely on the cache TTL.
+    pub cache_repairs_dropped: Counter,
+    /// Events stored by the sink.
+    pub events_published: Counter,
+    /// Events not published, by reason.
+    pub events_dropped: Family<DropLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -118,8 +146,50 @@ impl Default for Metrics {
         );
         let expired = Counter::default();
         registry.register("expired_entries", "Entries purged by the TTL sweeper", expired.clone());
+        let cache_lookups = Family::default();
+        registry.register(
+            "cache_lookups",
+            "Cache lookups by result (hit, miss, error, timeout)",
+            cache_lookups.clone(),
+        );
+        let cache_update_failures = Counter::default();
+        registry.register(
+            "cache_update_failures",
+            "Cache updates that failed after the store write and were queued for repair",
+            cache_update_failures.clone(),
+        );
+        let cache_repairs_pending = Gauge::default();
+        registry.register(
+            "cache_repairs_pending",
+            "Keys waiting for their cache entry to be repaired",
+            cache_repairs_pending.clone(),
+        );
+        let cache_repairs_dropped = Counter::default();
+        registry.register(
+            "cache_repairs_dropped",
+            "Cache repairs given up because the repair queue was full",
+            cache_repairs_dropped.clone(),
+        );
+        let events_published = Counter::default();
+        registry.register(
+            "events_published",
+            "Progress events stored by the event sink",
+            events_published.clone(),
+        );
+        let events_dropped = Family::default();
+        registry.register(
+            "events_dropped",
+            "Progress events not published, by reason",
+            events_dropped.clone(),
+        );
         Self {
             registry,
+            cache_lookups,
+            cache_update_failures,
+            cache_repairs_pending,
+            cache_repairs_dropped,
+            events_published,
+            events_dropped,
             requests,
             request_seconds,
             store_seconds,

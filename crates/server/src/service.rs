@@ -13,8 +13,9 @@ use playmark_core::{
     Checkpoint, EventTime, Outcome, ProfileKey, Progress, ProgressKey, ResumeDecision, ResumePolicy,
     Timestamp, VideoId,
 };
-use playmark_store::{ProgressStore, StoreError};
+use playmark_store::{ProgressCache, ProgressEvent, ProgressStore, StoreError};
 
+use crate::events::Publisher;
 use crate::metrics::{Metrics, OutcomeLabels};
 
 /// The first pause before a write is retried; doubled on every further try.
@@ -78,6 +79,42 @@ pub struct PlaybackService {
     store: Arc<dyn ProgressStore>,
     metrics: Arc<Metrics>,
     options: ServiceOptions,
+    /// The cache behind the store, when there is one: for readiness only
+    /// (the store wrapper does the caching).
+    cache: Option<Arc<dyn ProgressCache>>,
+    events: Option<Publisher>,
+}
+
+/// The state of each dependency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// `(dependency, Ok or what is wrong)`, the store first.
+    pub checks: Vec<(&'static str, Result<(), String>)>,
+}
+
+impl Readiness {
+    /// The service can answer: its store does. A failing cache or event sink
+    /// degrades it but does not make it unready.
+    pub fn is_ready(&self) -> bool {
+        self.checks.first().is_some_and(|(_, r)| r.is_ok())
+    }
+
+    /// Everything answers.
+    pub fn is_healthy(&self) -> bool {
+        self.checks.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+/// One readiness probe under a deadline.
+async fn probe(
+    name: &'static str,
+    deadline: Duration,
+    call: futures::future::BoxFuture<'_, Result<(), String>>,
+) -> (&'static str, Result<(), String>) {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => (name, result),
+        Err(_) => (name, Err(format!("no answer within {deadline:?}"))),
+    }
 }
 
 /// The server's clock.
@@ -89,7 +126,19 @@ pub fn now() -> Timestamp {
 impl PlaybackService {
     /// A service over `store`, reporting into `metrics`.
     pub fn new(store: Arc<dyn ProgressStore>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
-        Self { store, metrics, options }
+        Self { store, metrics, options, cache: None, events: None }
+    }
+
+    /// Reports `cache` in readiness checks.
+    pub fn with_cache(mut self, cache: Arc<dyn ProgressCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Publishes every applied checkpoint through `events`.
+    pub fn with_events(mut self, events: Publisher) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// The resume thresholds in force.
@@ -109,7 +158,14 @@ impl PlaybackService {
         let progress = checkpoint.progress_at(time.at);
         let key = &checkpoint.key;
         let written = self.write("upsert", || self.store.upsert(key, progress.clone(), now)).await?;
+        let progress = match &written.standing {
+            playmark_core::Entry::Live(p) => p.clone(),
+            playmark_core::Entry::Deleted { .. } => progress,
+        };
         self.metrics.checkpoints.get_or_create(&OutcomeLabels { outcome: written.outcome.as_str() }).inc();
+        if let (Outcome::Applied, Some(events)) = (written.outcome, &self.events) {
+            events.offer(ProgressEvent { key: key.clone(), progress });
+        }
         Ok(Update { outcome: written.outcome, standing: written.standing.live().cloned() })
     }
 
@@ -156,13 +212,30 @@ impl PlaybackService {
         result
     }
 
-    /// Succeeds when the store answers in time.
-    pub async fn ready(&self) -> Result<(), Unavailable> {
-        self.read("ping", self.store.ping()).await
+    /// Asks every dependency whether it answers (each within the read
+    /// timeout, all at once).
+    pub async fn readiness(&self) -> Readiness {
+        let deadline = self.options.read_timeout;
+        let timed = |name, call| probe(name, deadline, call);
+        let mut checks =
+            vec![timed("store", Box::pin(async { self.store.ping().await.map_err(|e| e.to_string()) }))];
+        if let Some(cache) = &self.cache {
+            checks
+                .push(timed("cache", Box::pin(async move { cache.ping().await.map_err(|e| e.to_string()) })));
+        }
+        if let Some(events) = &self.events {
+            let sink = events.sink();
+            checks
+                .push(timed("events", Box::pin(async move { sink.ping().await.map_err(|e| e.to_string()) })));
+        }
+        Readiness { checks: futures::future::join_all(checks).await }
     }
 
-    /// Finishes accepted writes and closes the store.
+    /// Publishes queued events and closes the store (finishing its writes).
     pub async fn close(&self) -> Result<(), StoreError> {
+        if let Some(events) = &self.events {
+            events.close().await;
+        }
         self.store.close().await
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Each server runs as a child process on a free loopback port with its data
 //! in a temporary directory, and is killed when dropped. [`Server::freeze`]
-//! sends SIGSTOP to the server's whole process group (a frozen PostgreSQL
-//! stops its backends too), [`Server::thaw`] sends SIGCONT,
+//! sends SIGSTOP to the server and every process it started (a frozen
+//! PostgreSQL stops its backends too), [`Server::thaw`] sends SIGCONT,
 //! [`Server::kill`] SIGKILL, and [`Server::restart`] starts it again on the
 //! same port with the same data.
 //!
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
@@ -139,9 +139,9 @@ impl Server {
     /// Kills the server outright (SIGKILL), as a crash would.
     pub fn kill(&mut self) -> Result<(), Error> {
         if let Some(mut child) = self.child.take() {
-            // Thaw first: a stopped process group dies only when resumed.
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = signal_tree(child.id(), Signal::SIGKILL);
+            // A stopped process dies only once resumed.
+            let _ = signal_tree(child.id(), Signal::SIGCONT);
             child.wait().map_err(|e| format!("cannot reap the server: {e}"))?;
         }
         Ok(())
@@ -156,7 +156,7 @@ impl Server {
 
     fn signal(&self, signal: Signal) -> Result<(), Error> {
         let child = self.child.as_ref().ok_or("the server is not running")?;
-        killpg(Pid::from_raw(child.id() as i32), signal).map_err(|e| format!("cannot send {signal}: {e}"))
+        signal_tree(child.id(), signal)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -304,6 +304,45 @@ impl Drop for Server {
     }
 }
 
+/// Sends `signal` to `root` and every process descended from it. A process
+/// group is not enough: PostgreSQL puts each backend in a session of its own.
+fn signal_tree(root: u32, signal: Signal) -> Result<(), Error> {
+    let mut pids = vec![root];
+    let mut i = 0;
+    while i < pids.len() {
+        pids.extend(children_of(pids[i]));
+        i += 1;
+    }
+    for pid in pids {
+        let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        // A process may exit between listing and signalling; that is fine.
+        match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(format!("cannot send {signal} to {pid}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// The direct children of `parent`, from `/proc/*/stat`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                // Fields after the command (which may hold spaces) in parentheses:
+                // state, ppid, ...
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|ppid| ppid.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
 fn chown_tree(path: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> Result<(), Error> {
     nix::unistd::chown(path, Some(uid), Some(gid))
         .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
@@ -395,6 +434,24 @@ mod tests {
         assert!(!redis_answers(redis.port()));
         redis.restart().expect("restarts");
         assert!(redis_answers(redis.port()));
+    }
+
+    #[test]
+    fn a_frozen_postgres_freezes_its_backends_too() {
+        let pg = Server::postgres().expect("postgres starts");
+        let root = pg.child.as_ref().expect("running").id();
+        pg.freeze().expect("freezes");
+        let stopped = |pid: u32| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+                .unwrap_or(true)
+        };
+        let children = children_of(root);
+        assert!(!children.is_empty(), "postgres has background processes");
+        assert!(stopped(root) && children.iter().all(|c| stopped(*c)), "some postgres process still runs");
+        pg.thaw().expect("thaws");
+        assert!(pg.probe());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::ops::{Checks, Health};
+use super::ops::Health;
 use super::playback::{
     Action, ContinueWatchingResponse, Reason, Record, ResumeResponse, UpdateOutcome, UpdateRequest,
     UpdateResponse,
@@ -28,7 +28,7 @@ use super::playback::{
     ),
     components(schemas(
         UpdateRequest, UpdateResponse, UpdateOutcome, Record, ResumeResponse, Action, Reason,
-        ContinueWatchingResponse, ErrorBody, ErrorDetail, Health, Checks
+        ContinueWatchingResponse, ErrorBody, ErrorDetail, Health
     )),
     tags(
         (name = "playback", description = "Record and read playback progress"),

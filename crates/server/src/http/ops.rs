@@ -25,19 +25,19 @@ pub fn router() -> Router<AppState> {
 /// Liveness or readiness.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `unavailable`.
+    /// `ok` (alive), `ready`, `degraded` (the store answers, a cache or
+    /// event sink does not) or `unavailable` (the store does not answer).
     pub status: &'static str,
-    /// Each dependency and its state (`ok`, or what is wrong).
+    /// Each dependency (`store`, `cache`, `events`) and its state: `ok`, or
+    /// what is wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub checks: Option<Checks>,
 }
 
-/// The dependencies readiness looks at.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Checks {
-    /// The progress store.
-    pub store: String,
-}
+/// Each dependency (`store`, and `cache` and `events` when configured) and
+/// its state: `ok`, or what is wrong.
+pub type Checks = std::collections::BTreeMap<&'static str, String>;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -46,25 +46,27 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok", checks: None })
 }
 
-/// The process can serve traffic: its store answers.
+/// The process can serve traffic: its store answers. A cache or event sink
+/// that does not answer is reported (`degraded`) but keeps the node in
+/// rotation: reads fall back to the store, events are dropped and counted.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "A dependency is down", body = Health),
+        (status = 200, description = "Ready (or degraded)", body = Health),
+        (status = 503, description = "The store does not answer", body = Health),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.service.ready().await {
-        Ok(()) => {
-            (StatusCode::OK, Json(Health { status: "ready", checks: Some(Checks { store: "ok".into() }) }))
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable",
-                checks: Some(Checks { store: format!("{} store unreachable", e.backend) }),
-            }),
-        ),
-    }
+    let readiness = state.service.readiness().await;
+    let (code, status) = match (readiness.is_ready(), readiness.is_healthy()) {
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    let checks = readiness
+        .checks
+        .into_iter()
+        .map(|(name, result)| (name, result.map_or_else(|e| e, |()| "ok".to_owned())))
+        .collect();
+    (code, Json(Health { status, checks: Some(checks) }))
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
+use playmark_server::config::{CacheKind, StoreKind};
 use playmark_server::{Application, Config};
 use playmark_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use playmark_store::{ProgressStore, StoreError, Written};
@@ -17,11 +18,95 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running playmark with its own data directory.
+/// Where a test app keeps its data: its own embedded data directory, or its
+/// own PostgreSQL schema and Redis key prefix. Chosen for the whole run by
+/// `PLAYMARK_TEST_BACKEND`: `embedded` (default), `postgres-redis` or
+/// `postgres-redis-cluster` (each test then gets a private 3-node cluster).
+pub struct Backend {
+    pub dir: TempDir,
+    postgres_url: Option<String>,
+    redis_prefix: String,
+    cluster: Option<Arc<playmark_testkit::RedisCluster>>,
+    redis_url: Option<String>,
+}
+
+impl Backend {
+    fn fresh() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kind = std::env::var("PLAYMARK_TEST_BACKEND").unwrap_or_default();
+        let (postgres_url, cluster) = match kind.as_str() {
+            "" | "embedded" => (None, None),
+            "postgres-redis" => {
+                (Some(playmark_testkit::shared::postgres_url().expect("shared PostgreSQL")), None)
+            }
+            "postgres-redis-cluster" => (
+                Some(playmark_testkit::shared::postgres_url().expect("shared PostgreSQL")),
+                Some(Arc::new(playmark_testkit::RedisCluster::start(3).expect("a private Redis Cluster"))),
+            ),
+            other => panic!("unknown PLAYMARK_TEST_BACKEND {other:?}"),
+        };
+        Backend {
+            dir,
+            postgres_url,
+            redis_prefix: playmark_testkit::shared::unique_name("pm") + ":",
+            cluster,
+            redis_url: None,
+        }
+    }
+
+    /// The shared PostgreSQL (a fresh schema) and the shared Redis.
+    pub fn shared_postgres_redis() -> Self {
+        Self::shared_postgres(playmark_testkit::shared::redis_url())
+    }
+
+    /// The shared PostgreSQL (a fresh schema) and the Redis at `redis_url`.
+    pub fn shared_postgres(redis_url: String) -> Self {
+        Self::private(playmark_testkit::shared::postgres_url().expect("shared PostgreSQL"), redis_url)
+    }
+
+    /// The PostgreSQL at `postgres_url` and the Redis at `redis_url`.
+    pub fn private(postgres_url: String, redis_url: String) -> Self {
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_url: Some(postgres_url),
+            redis_prefix: playmark_testkit::shared::unique_name("pm") + ":",
+            cluster: None,
+            redis_url: Some(redis_url),
+        }
+    }
+
+    /// The store's name in metrics labels.
+    pub fn store_label(&self) -> &'static str {
+        if self.postgres_url.is_some() { "postgres" } else { "embedded" }
+    }
+
+    fn configure(&self, config: &mut Config) {
+        config.data_dir = self.dir.path().to_path_buf();
+        if let Some(url) = &self.postgres_url {
+            config.store = StoreKind::Postgres;
+            config.postgres_url = url.as_str().into();
+            config.postgres_pool_size = 4;
+            config.redis_key_prefix = self.redis_prefix.clone();
+            match &self.cluster {
+                Some(cluster) => {
+                    config.cache = CacheKind::RedisCluster;
+                    config.redis_url = cluster.urls().as_str().into();
+                }
+                None => {
+                    config.cache = CacheKind::Redis;
+                    let url = self.redis_url.clone().unwrap_or_else(playmark_testkit::shared::redis_url);
+                    config.redis_url = url.as_str().into();
+                }
+            }
+        }
+    }
+}
+
+/// A running playmark with a backend of its own.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    pub dir: TempDir,
+    pub backend: Backend,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -46,18 +131,18 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    /// The app with settings adjusted by `tweak`, on a fresh data directory.
+    /// The app with settings adjusted by `tweak`, on a fresh backend.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Self::spawn_in(dir, tweak).await
+        Self::spawn_in(Backend::fresh(), tweak).await
     }
 
-    /// The app on an existing data directory (to test restarts).
-    pub async fn spawn_in(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
-        let mut config = test_config(dir.path());
+    /// The app on an existing backend (to test restarts, or several nodes).
+    pub async fn spawn_in(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(backend.dir.path());
+        backend.configure(&mut config);
         tweak(&mut config);
         let app = Application::build(config).await.expect("app builds");
-        Self::run(app, dir)
+        Self::run(app, backend)
     }
 
     /// The app over an embedded store whose every call first waits `delay`:
@@ -69,16 +154,19 @@ impl TestApp {
         let inner = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("store opens");
         let store = Arc::new(SlowStore { inner, delay });
         let app = Application::with_store(config, store).await.expect("app builds");
-        Self::run(app, dir)
+        Self::run(
+            app,
+            Backend { dir, postgres_url: None, redis_prefix: String::new(), cluster: None, redis_url: None },
+        )
     }
 
-    fn run(app: Application, dir: TempDir) -> Self {
+    fn run(app: Application, backend: Backend) -> Self {
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        TestApp { addr, client: reqwest::Client::new(), dir, stop: Some(stop), task: Some(task) }
+        TestApp { addr, client: reqwest::Client::new(), backend, stop: Some(stop), task: Some(task) }
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -123,11 +211,30 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// Stops the app gracefully and hands back its data directory.
-    pub async fn stop(mut self) -> TempDir {
+    /// Stops the app gracefully and hands back its backend.
+    pub async fn stop(mut self) -> Backend {
         self.shutdown().await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::mem::replace(&mut self.dir, dir)
+        let empty = Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_url: None,
+            redis_prefix: String::new(),
+            cluster: None,
+            redis_url: None,
+        };
+        std::mem::replace(&mut self.backend, empty)
+    }
+
+    /// A second node on the same backend (shared store and cache), as a
+    /// load balancer would see it.
+    pub async fn sibling(&self) -> TestApp {
+        let backend = Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_url: self.backend.postgres_url.clone(),
+            redis_prefix: self.backend.redis_prefix.clone(),
+            cluster: self.backend.cluster.clone(),
+            redis_url: self.backend.redis_url.clone(),
+        };
+        TestApp::spawn_in(backend, |_| {}).await
     }
 
     async fn shutdown(&mut self) {

@@ -18,10 +18,10 @@ async fn a_graceful_restart_keeps_every_record() {
         app.update_ok(&checkpoint(&format!("V{i}"), "tv", i as f64 * 10.0, t)).await;
     }
     let addr = app.addr;
-    let dir = app.stop().await;
+    let backend = app.stop().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "stopped app still accepts connections");
 
-    let app = TestApp::spawn_in(dir, |_| {}).await;
+    let app = TestApp::spawn_in(backend, |_| {}).await;
     for i in 0..20u64 {
         assert_eq!(app.resume(&format!("V{i}")).await["position"], i * 10);
     }

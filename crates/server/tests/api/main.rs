@@ -1,5 +1,7 @@
 //! Integration tests: the real application on a free port, driven over HTTP.
 
+// Shared with tests/faults.rs, which uses parts this binary does not.
+#[allow(dead_code)]
 mod helpers;
 
 mod concurrency;

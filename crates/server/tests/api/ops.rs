@@ -7,8 +7,11 @@ async fn healthz_and_readyz_answer_ok() {
     let app = TestApp::spawn().await;
     assert_eq!(json_of(app.get("/healthz").await, StatusCode::OK).await["status"], "ok");
     let ready = json_of(app.get("/readyz").await, StatusCode::OK).await;
-    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["checks"]["store"], "ok");
+    if app.backend.store_label() == "postgres" {
+        assert_eq!(ready["checks"]["cache"], "ok", "{ready}");
+    }
 }
 
 #[tokio::test]
@@ -25,7 +28,12 @@ async fn metrics_count_requests_outcomes_store_latency_and_clamped_clocks() {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.expect("body");
+    let store_latency = format!(
+        r#"playmark_store_operation_duration_seconds_count{{backend="{}",op="upsert",result="ok"}} 4"#,
+        app.backend.store_label()
+    );
     for expected in [
+        store_latency.as_str(),
         r#"playmark_http_requests_total{route="/playback/update",method="POST",status="200"} 4"#,
         r#"playmark_http_requests_total{route="/playback/resume",method="GET",status="200"} 1"#,
         r#"playmark_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
@@ -33,7 +41,6 @@ async fn metrics_count_requests_outcomes_store_latency_and_clamped_clocks() {
         r#"playmark_checkpoints_total{outcome="duplicate"} 1"#,
         r#"playmark_checkpoints_total{outcome="stale"} 1"#,
         "playmark_clock_clamped_total 1",
-        r#"playmark_store_operation_duration_seconds_count{backend="embedded",op="upsert",result="ok"} 4"#,
         r#"playmark_http_request_duration_seconds_count{route="/playback/resume",method="GET"} 1"#,
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

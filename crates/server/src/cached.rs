@@ -1,0 +1,225 @@
+//! The brief's hybrid read and write flow: a cache in front of the store.
+//!
+//! [`CachedStore`] is itself a [`ProgressStore`], so the service is the same
+//! with or without a cache. It owns the cache policy:
+//!
+//! - **Write:** the store first (durable), then the cache, under the same
+//!   merge rule (compare-and-set). A cache update that fails or times out
+//!   never fails the write: the key goes on a repair list that a background
+//!   task replays (compare-and-set again, so replaying is always safe) as
+//!   soon as the cache answers, so an older cached value cannot hide the
+//!   write for longer than the cache takes to come back. Entries also expire
+//!   after the cache TTL, which bounds anything the repair list lost.
+//! - **Read:** the cache with a short timeout. A hit answers; a miss, an
+//!   error or a timeout goes to the store, and the answer is put back into
+//!   the cache off the request path. If the store is down, cached entries
+//!   are still served.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
+use playmark_store::{ProgressCache, ProgressStore, StoreError, Written};
+use tokio::sync::Notify;
+
+use crate::metrics::{CacheLabels, Metrics};
+
+/// Most keys waiting for repair; beyond it the TTL is the only bound.
+const MAX_PENDING_REPAIRS: usize = 100_000;
+/// Repairs run concurrently in chunks of this size.
+const REPAIR_CHUNK: usize = 256;
+
+/// A store with a cache in front of it.
+#[derive(Debug)]
+pub struct CachedStore {
+    store: Arc<dyn ProgressStore>,
+    cache: Arc<dyn ProgressCache>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    repairs: Arc<Repairs>,
+}
+
+#[derive(Debug, Default)]
+struct Repairs {
+    pending: Mutex<HashMap<ProgressKey, Entry>>,
+    wake: Notify,
+    stop: Notify,
+}
+
+impl CachedStore {
+    /// Wraps `store` with `cache`; cache calls get `timeout` each.
+    pub fn new(
+        store: Arc<dyn ProgressStore>,
+        cache: Arc<dyn ProgressCache>,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let repairs = Arc::new(Repairs::default());
+        tokio::spawn(repair_loop(Arc::clone(&cache), Arc::clone(&repairs), timeout, Arc::clone(&metrics)));
+        Self { store, cache, timeout, metrics, repairs }
+    }
+
+    fn lookup(&self, result: &'static str) {
+        self.metrics.cache_lookups.get_or_create(&CacheLabels { result }).inc();
+    }
+
+    /// Puts the standing entry into the cache; on failure, queues a repair.
+    async fn update_cache(&self, key: &ProgressKey, standing: &Entry) {
+        match tokio::time::timeout(self.timeout, self.cache.put(key, standing)).await {
+            Ok(Ok(_)) => {}
+            failed => {
+                self.metrics.cache_update_failures.inc();
+                let reason = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                tracing::debug!(error = %reason, "cache update failed; queued for repair");
+                self.repairs.push(key.clone(), standing.clone(), &self.metrics);
+            }
+        }
+    }
+}
+
+impl Repairs {
+    fn push(&self, key: ProgressKey, entry: Entry, metrics: &Metrics) {
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.len() >= MAX_PENDING_REPAIRS && !pending.contains_key(&key) {
+            metrics.cache_repairs_dropped.inc();
+            return;
+        }
+        let slot = pending.entry(key).or_insert_with(|| entry.clone());
+        if entry > *slot {
+            *slot = entry;
+        }
+        metrics.cache_repairs_pending.set(pending.len() as i64);
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> HashMap<ProgressKey, Entry> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+/// Replays failed cache updates until they stick. Waits for the cache to
+/// answer a ping before each round, so a dead cache costs one ping per round.
+async fn repair_loop(
+    cache: Arc<dyn ProgressCache>,
+    repairs: Arc<Repairs>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        tokio::select! {
+            _ = repairs.wake.notified() => {}
+            _ = repairs.stop.notified() => return,
+        }
+        loop {
+            let batch = repairs.take();
+            if batch.is_empty() {
+                metrics.cache_repairs_pending.set(0);
+                break;
+            }
+            let reachable = matches!(tokio::time::timeout(timeout, cache.ping()).await, Ok(Ok(())));
+            let mut failed = Vec::new();
+            if reachable {
+                let entries: Vec<_> = batch.into_iter().collect();
+                for chunk in entries.chunks(REPAIR_CHUNK) {
+                    let puts = chunk.iter().map(|(k, e)| tokio::time::timeout(timeout, cache.put(k, e)));
+                    for ((k, e), result) in chunk.iter().zip(futures::future::join_all(puts).await) {
+                        if !matches!(result, Ok(Ok(_))) {
+                            failed.push((k.clone(), e.clone()));
+                        }
+                    }
+                }
+            } else {
+                failed.extend(batch);
+            }
+            if failed.is_empty() {
+                pause = Duration::from_millis(50);
+                continue;
+            }
+            for (k, e) in failed {
+                repairs.push(k, e, &metrics);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = repairs.stop.notified() => return,
+            }
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+#[async_trait]
+impl ProgressStore for CachedStore {
+    fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    async fn upsert(
+        &self,
+        key: &ProgressKey,
+        progress: Progress,
+        now: Timestamp,
+    ) -> Result<Written, StoreError> {
+        let written = self.store.upsert(key, progress, now).await?;
+        self.update_cache(key, &written.standing).await;
+        Ok(written)
+    }
+
+    async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
+        match tokio::time::timeout(self.timeout, self.cache.get(key)).await {
+            Ok(Ok(Some(entry))) => {
+                self.lookup("hit");
+                return Ok(Some(entry));
+            }
+            Ok(Ok(None)) => self.lookup("miss"),
+            Ok(Err(e)) => {
+                self.lookup("error");
+                tracing::debug!(error = %e, "cache read failed; reading the store");
+            }
+            Err(_) => self.lookup("timeout"),
+        }
+        let entry = self.store.get(key).await?;
+        if let Some(entry) = &entry {
+            // Refill off the request path; compare-and-set keeps a racing
+            // newer write from being overwritten by this older read.
+            let (cache, key, entry, timeout) =
+                (Arc::clone(&self.cache), key.clone(), entry.clone(), self.timeout);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(timeout, cache.put(&key, &entry)).await;
+            });
+        }
+        Ok(entry)
+    }
+
+    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.store.list_profile(profile).await
+    }
+
+    async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
+        let written = self.store.delete(key, now).await?;
+        // The tombstone is cached too, so a cached older record cannot
+        // resurface the title.
+        self.update_cache(key, &written.standing).await;
+        Ok(written)
+    }
+
+    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError> {
+        // Cached copies of purged rows expire with the cache TTL.
+        self.store.expire(untouched_since).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.repairs.stop.notify_waiters();
+        self.store.close().await
+    }
+}

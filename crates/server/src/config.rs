@@ -134,8 +134,8 @@ pub struct Config {
     #[arg(
         long,
         env = "PLAYMARK_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_default_value = true
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub postgres_url: Secret,
 
@@ -156,8 +156,8 @@ pub struct Config {
     #[arg(
         long,
         env = "PLAYMARK_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_default_value = true
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: Secret,
 
@@ -183,12 +183,7 @@ pub struct Config {
     pub events: EventsKind,
 
     /// NATS server URL(s) for `--events nats` (never logged).
-    #[arg(
-        long,
-        env = "PLAYMARK_NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        hide_default_value = true
-    )]
+    #[arg(long, env = "PLAYMARK_NATS_URL", hide_env_values = true, default_value = "nats://127.0.0.1:4222")]
     pub nats_url: Secret,
 
     /// The subject progress events are published on.

@@ -186,6 +186,7 @@ where
     Fut: std::future::Future<Output = redis::RedisResult<Conn>>,
 {
     let mut pause = Duration::from_millis(50);
+    let mut failures = 0u32;
     loop {
         match connect().await {
             Ok(conn) => {
@@ -194,7 +195,12 @@ where
                 return;
             }
             Err(e) => {
-                tracing::warn!(backend, error = %e, ?pause, "cache unreachable; serving from the store meanwhile");
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(backend, error = %e, "cache unreachable; serving from the store and retrying");
+                } else {
+                    tracing::debug!(backend, error = %e, failures, "cache still unreachable");
+                }
                 if tx.is_closed() {
                     return;
                 }

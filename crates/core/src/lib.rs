@@ -14,19 +14,26 @@
 //!   with errors that name the offending field.
 //! - [`resume`]: the [`ResumePolicy`] that turns a record into "resume at N" or
 //!   "start over".
+//! - [`handoff`]: the resume guardrails for a device that has its own
+//!   position (ignore small regressions, prompt on big backward jumps).
+//! - [`policy`]: the player's [`CheckpointPolicy`]: when to send a checkpoint.
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod entry;
+pub mod handoff;
 pub mod ids;
+pub mod policy;
 pub mod position;
 pub mod resume;
 pub mod time;
 
 pub use checkpoint::{Checkpoint, CheckpointInput, FieldError, PlayerEvent};
 pub use entry::{Entry, Outcome, Progress};
+pub use handoff::{Handoff, HandoffConfig};
 pub use ids::{AccountId, DeviceId, IdError, ProfileId, ProfileKey, ProgressKey, VideoId};
+pub use policy::{CheckpointConfig, CheckpointPolicy, PlayerInput, Send, Skip};
 pub use position::{Duration, Position, PositionError};
 pub use resume::{ResumeAction, ResumeDecision, ResumePolicy, ResumeReason};
 pub use time::{EventTime, Timestamp};

@@ -20,6 +20,9 @@ pub enum ResumeReason {
     Finished,
     /// Part-way through: resume.
     InProgress,
+    /// The server's position was only slightly behind the device's own:
+    /// the device keeps its position (see [`crate::handoff`]).
+    KeptLocal,
 }
 
 impl ResumeReason {
@@ -31,6 +34,7 @@ impl ResumeReason {
             ResumeReason::TooShort => "too_short",
             ResumeReason::Finished => "finished",
             ResumeReason::InProgress => "in_progress",
+            ResumeReason::KeptLocal => "kept_local",
         }
     }
 }
@@ -42,6 +46,8 @@ pub enum ResumeAction {
     Resume,
     /// Play from the beginning.
     StartOver,
+    /// Ask the viewer: the server's position is far behind the device's own.
+    Prompt,
 }
 
 impl ResumeAction {
@@ -50,6 +56,7 @@ impl ResumeAction {
         match self {
             ResumeAction::Resume => "resume",
             ResumeAction::StartOver => "start_over",
+            ResumeAction::Prompt => "prompt",
         }
     }
 }

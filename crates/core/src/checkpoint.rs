@@ -130,6 +130,9 @@ pub struct CheckpointInput {
     pub updated_at: Option<u64>,
     /// `event`, optional, defaults to `progress`.
     pub event: Option<String>,
+    /// `resumed_from`, optional: the `updated_at` of the record the device
+    /// resumed from or last wrote (arms the stale-device guard).
+    pub resumed_from: Option<u64>,
 }
 
 /// A validated checkpoint, before the server decides its time.
@@ -147,6 +150,8 @@ pub struct Checkpoint {
     pub client_time: Option<Timestamp>,
     /// What the player was doing.
     pub event: PlayerEvent,
+    /// The record the device last saw, if it said (see [`crate::StaleGuard`]).
+    pub resumed_from: Option<Timestamp>,
 }
 
 impl TryFrom<CheckpointInput> for Checkpoint {
@@ -187,6 +192,7 @@ impl TryFrom<CheckpointInput> for Checkpoint {
             duration,
             client_time: input.updated_at.map(Timestamp::from_millis),
             event,
+            resumed_from: input.resumed_from.map(Timestamp::from_millis),
         })
     }
 }
@@ -199,6 +205,16 @@ impl Checkpoint {
             device_id: self.device_id.clone(),
             position: self.position,
             duration: self.duration,
+            hidden: false,
+        }
+    }
+
+    /// The stale-device guard this checkpoint arms: none for a deliberate
+    /// seek, nor without `resumed_from` (plain last-write-wins).
+    pub fn guard(&self, max_regression_ms: u64) -> Option<crate::StaleGuard> {
+        match (self.event, self.resumed_from) {
+            (PlayerEvent::Seek, _) | (_, None) => None,
+            (_, Some(resumed_from)) => Some(crate::StaleGuard { resumed_from, max_regression_ms }),
         }
     }
 }
@@ -217,6 +233,7 @@ mod tests {
             duration: Some(3600.0),
             updated_at: Some(1_764_270_000_000),
             event: Some("pause".into()),
+            resumed_from: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub struct Progress {
     pub position: Position,
     /// The title's length, when the player knew it.
     pub duration: Option<Duration>,
+    /// Hidden from continue-watching by the viewer; the next applied
+    /// checkpoint (which is never hidden) shows the title again.
+    pub hidden: bool,
 }
 
 /// What a store keeps under a key: live progress, or a tombstone that remembers
@@ -47,6 +50,9 @@ pub enum Outcome {
     Stale,
     /// The very same entry already stands (a retry); nothing changed.
     Duplicate,
+    /// Newer, but refused by the stale-device guard ([`StaleGuard`]):
+    /// nothing changed, and the player should ask the viewer.
+    Conflict,
 }
 
 impl Outcome {
@@ -56,6 +62,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Stale => "stale",
             Outcome::Duplicate => "duplicate",
+            Outcome::Conflict => "conflict",
         }
     }
 }
@@ -107,6 +114,36 @@ impl Entry {
     }
 }
 
+/// The stale-device guard: a precondition an update may carry on top of
+/// last-write-wins.
+///
+/// A device that resumed from (or last wrote) the record of `resumed_from`
+/// and then fell far behind a newer record written by *another* device is
+/// most likely a forgotten TV still playing an old session: its write is
+/// refused, so it cannot drag the viewer's progress backwards silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleGuard {
+    /// The `updated_at` of the record the device last saw.
+    pub resumed_from: Timestamp,
+    /// How far behind the standing position the incoming one may be (ms).
+    pub max_regression_ms: u64,
+}
+
+impl StaleGuard {
+    /// True when `incoming` must not replace `standing`.
+    pub fn refuses(&self, standing: &Entry, incoming: &Progress) -> bool {
+        match standing {
+            Entry::Live(s) => {
+                s.updated_at > self.resumed_from
+                    && s.device_id != incoming.device_id
+                    && s.position.as_millis()
+                        > incoming.position.as_millis().saturating_add(self.max_regression_ms)
+            }
+            Entry::Deleted { .. } => false,
+        }
+    }
+}
+
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         self.updated_at().cmp(&other.updated_at()).then_with(|| match (self, other) {
@@ -134,7 +171,31 @@ mod tests {
             device_id: DeviceId::parse(device).expect("valid device id"),
             position: Position::from_millis(pos_ms).expect("valid position"),
             duration: None,
+            hidden: false,
         })
+    }
+
+    fn progress(at: u64, device: &str, pos_ms: u64) -> Progress {
+        match live(at, device, pos_ms) {
+            Entry::Live(p) => p,
+            Entry::Deleted { .. } => unreachable!("live() builds live entries"),
+        }
+    }
+
+    #[test]
+    fn the_guard_refuses_only_a_far_behind_write_from_another_device_after_a_newer_record() {
+        let standing = live(2_000, "phone", 1_800_000);
+        let guard = StaleGuard { resumed_from: Timestamp::from_millis(1_000), max_regression_ms: 300_000 };
+        assert!(guard.refuses(&standing, &progress(3_000, "tv", 600_000)));
+        // Resumed from the standing record itself: a deliberate choice.
+        let seen = StaleGuard { resumed_from: Timestamp::from_millis(2_000), ..guard };
+        assert!(!seen.refuses(&standing, &progress(3_000, "tv", 600_000)));
+        // The same device, or a small regression, or a deleted title: allowed.
+        assert!(!guard.refuses(&standing, &progress(3_000, "phone", 600_000)));
+        assert!(!guard.refuses(&standing, &progress(3_000, "tv", 1_500_000)));
+        assert!(
+            !guard.refuses(&Entry::Deleted { at: Timestamp::from_millis(2_000) }, &progress(3_000, "tv", 0))
+        );
     }
 
     #[test]

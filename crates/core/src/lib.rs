@@ -30,7 +30,7 @@ pub mod resume;
 pub mod time;
 
 pub use checkpoint::{Checkpoint, CheckpointInput, FieldError, PlayerEvent};
-pub use entry::{Entry, Outcome, Progress};
+pub use entry::{Entry, Outcome, Progress, StaleGuard};
 pub use handoff::{Handoff, HandoffConfig};
 pub use ids::{AccountId, DeviceId, IdError, ProfileId, ProfileKey, ProgressKey, VideoId};
 pub use policy::{CheckpointConfig, CheckpointPolicy, PlayerInput, Send, Skip};

@@ -144,6 +144,7 @@ mod tests {
             device_id: DeviceId::parse("tv").expect("valid"),
             position: Position::from_secs(pos_s).expect("valid"),
             duration: dur_s.map(|d| Duration::from_secs(d).expect("valid")),
+            hidden: false,
         }
     }
 

@@ -15,6 +15,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                     device_id: DeviceId::parse(device).expect("valid id"),
                     position: Position::from_millis(pos * 1000).expect("in range"),
                     duration: dur.map(|d| Duration::from_millis(d * 1000).expect("in range")),
+                    hidden: false,
                 })
             });
     let deleted = (0u64..20).prop_map(|at| Entry::Deleted { at: Timestamp::from_millis(at) });
@@ -26,7 +27,7 @@ fn entry() -> impl Strategy<Value = Entry> {
 fn replay(writes: &[Entry]) -> Option<Entry> {
     writes.iter().fold(None, |standing, incoming| match Entry::merge(standing.as_ref(), incoming) {
         Outcome::Applied => Some(incoming.clone()),
-        Outcome::Stale | Outcome::Duplicate => standing,
+        Outcome::Stale | Outcome::Duplicate | Outcome::Conflict => standing,
     })
 }
 
@@ -66,6 +67,7 @@ proptest! {
             Outcome::Applied => prop_assert_eq!(joined, incoming),
             Outcome::Duplicate => prop_assert_eq!(&standing, &incoming),
             Outcome::Stale => prop_assert_eq!(joined, standing),
+            Outcome::Conflict => prop_assert!(false, "the merge rule alone never refuses a write"),
         }
     }
 

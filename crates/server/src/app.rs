@@ -66,6 +66,8 @@ impl Application {
                 max_skew_ms: u64::try_from(config.max_clock_skew.as_millis()).unwrap_or(u64::MAX),
                 write_timeout: config.write_timeout,
                 read_timeout: config.read_timeout,
+                stale_guard_ms: crate::config::millis(config.stale_device_guard),
+                handoff: config.handoff(),
             },
         );
         if let Some(cache) = cache {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
 use playmark_store::{ProgressCache, ProgressStore, StoreError, Written};
 use tokio::sync::Notify;
 
@@ -165,8 +165,9 @@ impl ProgressStore for CachedStore {
         key: &ProgressKey,
         progress: Progress,
         now: Timestamp,
+        guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError> {
-        let written = self.store.upsert(key, progress, now).await?;
+        let written = self.store.upsert(key, progress, now, guard).await?;
         self.update_cache(key, &written.standing).await;
         Ok(written)
     }
@@ -207,6 +208,12 @@ impl ProgressStore for CachedStore {
         // resurface the title.
         self.update_cache(key, &written.standing).await;
         Ok(written)
+    }
+
+    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
+        // Resume ignores the flag and continue-watching reads the store, so
+        // the cached copy needs no change.
+        self.store.hide(key).await
     }
 
     async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError> {

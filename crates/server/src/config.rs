@@ -117,6 +117,22 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_MIN_RESUME_DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub min_resume_duration: Duration,
 
+    /// The stale-device guard: an update carrying `resumed_from` is refused
+    /// (409) when a newer record from another device stands more than this
+    /// far ahead of it. Updates with `event: seek` are never refused.
+    #[arg(long, env = "PLAYMARK_STALE_DEVICE_GUARD", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub stale_device_guard: Duration,
+
+    /// Resume with a `local_position`: a server position less than this far
+    /// behind the device's own is ignored (the device keeps its position).
+    #[arg(long, env = "PLAYMARK_SMALL_REGRESSION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub small_regression: Duration,
+
+    /// Resume with a `local_position`: a server position at least this far
+    /// behind the device's own becomes a prompt instead of a silent jump back.
+    #[arg(long, env = "PLAYMARK_PROMPT_BACKWARD", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub prompt_backward: Duration,
+
     /// How long a write may take, retries included, before the client gets
     /// 503 and nothing is acknowledged. The brief's budget is 500 ms.
     #[arg(long, env = "PLAYMARK_WRITE_TIMEOUT", default_value = "450ms", value_parser = humantime::parse_duration)]
@@ -217,6 +233,11 @@ pub struct Config {
     pub log_level: String,
 }
 
+/// A duration in whole milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn percent(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if (0.0..=100.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a percentage from 0 to 100")) }
@@ -242,6 +263,14 @@ impl Config {
             min_resume_percent: self.min_resume_percent,
             max_resume_percent: self.max_resume_percent,
             min_resume_duration_ms: u64::try_from(self.min_resume_duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The resume guardrails these flags describe.
+    pub fn handoff(&self) -> playmark_core::HandoffConfig {
+        playmark_core::HandoffConfig {
+            small_regression_ms: millis(self.small_regression),
+            prompt_backward_ms: millis(self.prompt_backward),
         }
     }
 

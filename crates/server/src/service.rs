@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use playmark_core::{
-    Checkpoint, EventTime, Outcome, ProfileKey, Progress, ProgressKey, ResumeDecision, ResumePolicy,
-    Timestamp, VideoId,
+    Checkpoint, EventTime, HandoffConfig, Outcome, Position, ProfileKey, Progress, ProgressKey,
+    ResumeDecision, ResumePolicy, Timestamp, VideoId,
 };
 use playmark_store::{ProgressCache, ProgressEvent, ProgressStore, StoreError};
 
@@ -58,6 +58,8 @@ pub struct Resume {
     pub record: Option<Progress>,
     /// What the player should do.
     pub decision: ResumeDecision,
+    /// For a prompt: the device's own position, the other choice.
+    pub alternative: Option<Position>,
 }
 
 /// The service's tuning, taken from [`Config`](crate::Config).
@@ -71,6 +73,10 @@ pub struct ServiceOptions {
     pub write_timeout: Duration,
     /// The budget of a read.
     pub read_timeout: Duration,
+    /// The stale-device guard's regression bound, in ms.
+    pub stale_guard_ms: u64,
+    /// The resume guardrails for devices that send their own position.
+    pub handoff: HandoffConfig,
 }
 
 /// Playback progress, as the HTTP layer sees it.
@@ -157,7 +163,8 @@ impl PlaybackService {
         }
         let progress = checkpoint.progress_at(time.at);
         let key = &checkpoint.key;
-        let written = self.write("upsert", || self.store.upsert(key, progress.clone(), now)).await?;
+        let guard = checkpoint.guard(self.options.stale_guard_ms);
+        let written = self.write("upsert", || self.store.upsert(key, progress.clone(), now, guard)).await?;
         let progress = match &written.standing {
             playmark_core::Entry::Live(p) => p.clone(),
             playmark_core::Entry::Deleted { .. } => progress,
@@ -169,23 +176,30 @@ impl PlaybackService {
         Ok(Update { outcome: written.outcome, standing: written.standing.live().cloned() })
     }
 
-    /// Where `key`'s profile should resume the title.
-    pub async fn resume(&self, key: &ProgressKey) -> Result<Resume, Unavailable> {
+    /// Where `key`'s profile should resume the title, on a device that
+    /// knows `local` (its own position), if anything.
+    pub async fn resume(&self, key: &ProgressKey, local: Option<Position>) -> Result<Resume, Unavailable> {
         let entry = self.read("get", self.store.get(key)).await?;
         let record = entry.and_then(|e| e.live().cloned());
-        let decision = self.options.policy.decide(record.as_ref());
-        Ok(Resume { record, decision })
+        let handoff = self.options.handoff.decide(&self.options.policy, record.as_ref(), local);
+        Ok(Resume { record, decision: handoff.decision, alternative: handoff.alternative })
+    }
+
+    /// Hides a title from the profile's continue-watching row, keeping its
+    /// progress. Returns whether there was progress to hide.
+    pub async fn hide(&self, key: &ProgressKey) -> Result<bool, Unavailable> {
+        self.write("hide", || self.store.hide(key)).await
     }
 
     /// The profile's titles in progress, newest first: not finished, not
-    /// deleted, at most `limit`.
+    /// hidden, not deleted, at most `limit`.
     pub async fn continue_watching(
         &self,
         profile: &ProfileKey,
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, Unavailable> {
         let mut rows = self.read("list_profile", self.store.list_profile(profile)).await?;
-        rows.retain(|(_, p)| !self.options.policy.is_finished(p));
+        rows.retain(|(_, p)| !p.hidden && !self.options.policy.is_finished(p));
         // Newest first; the video id makes equal times come out the same way
         // on every call.
         rows.sort_unstable_by(|(va, a), (vb, b)| b.updated_at.cmp(&a.updated_at).then_with(|| va.cmp(vb)));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use playmark_core::{
     AccountId, DeviceId, Duration, Entry, Outcome, Position, ProfileId, ProfileKey, Progress, ProgressKey,
-    Timestamp, VideoId,
+    StaleGuard, Timestamp, VideoId,
 };
 
 use crate::ProgressStore;
@@ -49,7 +49,10 @@ macro_rules! conformance_tests {
             expire_purges_only_idle_entries_and_tombstones,
             concurrent_writers_on_one_key_end_with_the_newest,
             concurrent_writers_on_many_keys_all_land,
-            ping_succeeds_on_a_healthy_store
+            ping_succeeds_on_a_healthy_store,
+            the_guard_refuses_a_far_behind_write_from_another_device_after_a_newer_record,
+            the_guard_lets_through_what_it_should,
+            hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_again
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -79,13 +82,14 @@ fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64>) -
         device_id: DeviceId::parse(device).expect("valid device id"),
         position: Position::from_millis(position_ms).expect("valid position"),
         duration: duration_ms.map(|d| Duration::from_millis(d).expect("valid duration")),
+        hidden: false,
     }
 }
 
 const NOW: Timestamp = Timestamp::from_millis(1_764_270_000_000);
 
 async fn upsert(store: &dyn ProgressStore, k: &ProgressKey, p: &Progress) -> (Outcome, Entry) {
-    let w = store.upsert(k, p.clone(), NOW).await.expect("upsert succeeds");
+    let w = store.upsert(k, p.clone(), NOW, None).await.expect("upsert succeeds");
     (w.outcome, w.standing)
 }
 
@@ -239,11 +243,11 @@ pub async fn expire_purges_only_idle_entries_and_tombstones(store: &dyn Progress
     let busy = key("acct", "A", "busy");
     let day = 86_400_000;
     let long_ago = Timestamp::from_millis(NOW.as_millis() - 200 * day);
-    store.upsert(&idle, progress(1_000, "tv", 1, None), long_ago).await.expect("upsert");
+    store.upsert(&idle, progress(1_000, "tv", 1, None), long_ago, None).await.expect("upsert");
     store.delete(&idle_tomb, long_ago).await.expect("delete");
-    store.upsert(&busy, progress(1_000, "tv", 1, None), long_ago).await.expect("upsert");
+    store.upsert(&busy, progress(1_000, "tv", 1, None), long_ago, None).await.expect("upsert");
     // Touched again recently: a newer checkpoint.
-    store.upsert(&busy, progress(2_000, "tv", 2, None), NOW).await.expect("upsert");
+    store.upsert(&busy, progress(2_000, "tv", 2, None), NOW, None).await.expect("upsert");
 
     let removed = store.expire(NOW.saturating_sub_millis(180 * day)).await.expect("expire succeeds");
     assert_eq!(removed, 2);
@@ -280,11 +284,68 @@ async fn concurrent(store: &dyn ProgressStore, n: u64, key_of: impl Fn(u64) -> P
         let k = key_of(i);
         async move {
             let p = progress(1_000 + i, &format!("dev-{i}"), i * 1_000, None);
-            store.upsert(&k, p, NOW).await.expect("concurrent upsert succeeds")
+            store.upsert(&k, p, NOW, None).await.expect("concurrent upsert succeeds")
         }
     });
     let results = futures::future::join_all(writes).await;
     assert_eq!(results.len() as u64, n);
+}
+
+fn guard(resumed_from: u64) -> Option<StaleGuard> {
+    Some(StaleGuard { resumed_from: Timestamp::from_millis(resumed_from), max_regression_ms: 300_000 })
+}
+
+/// A TV that resumed from an old record and fell 20 minutes behind the
+/// phone's newer record is refused, atomically, and nothing changes.
+pub async fn the_guard_refuses_a_far_behind_write_from_another_device_after_a_newer_record(
+    store: &dyn ProgressStore,
+) {
+    let k = key("acct", "A", "V1");
+    let phone = progress(2_000, "phone", 1_800_000, None);
+    upsert(store, &k, &phone).await;
+    let tv = progress(3_000, "tv", 600_000, None);
+    let w = store.upsert(&k, tv, NOW, guard(1_000)).await.expect("upsert succeeds");
+    assert_eq!((w.outcome, w.standing), (Outcome::Conflict, Entry::Live(phone.clone())));
+    assert_eq!(get(store, &k).await, Some(Entry::Live(phone)));
+}
+
+/// The guard lets through: a device that saw the standing record, the
+/// same device, a small regression, an unguarded write, and stale stays stale.
+pub async fn the_guard_lets_through_what_it_should(store: &dyn ProgressStore) {
+    let cases = [
+        ("saw-it", guard(2_000), "tv", 600_000, Outcome::Applied),
+        ("same-device", guard(1_000), "phone", 600_000, Outcome::Applied),
+        ("small-regression", guard(1_000), "tv", 1_600_000, Outcome::Applied),
+        ("unguarded", None, "tv", 600_000, Outcome::Applied),
+    ];
+    for (video, g, device, pos, expected) in cases {
+        let k = key("acct", "A", video);
+        upsert(store, &k, &progress(2_000, "phone", 1_800_000, None)).await;
+        let w = store.upsert(&k, progress(3_000, device, pos, None), NOW, g).await.expect("upsert succeeds");
+        assert_eq!(w.outcome, expected, "{video}");
+    }
+    let k = key("acct", "A", "older");
+    upsert(store, &k, &progress(2_000, "phone", 1_800_000, None)).await;
+    let w = store.upsert(&k, progress(1_500, "tv", 600_000, None), NOW, guard(1_000)).await.expect("upsert");
+    assert_eq!(w.outcome, Outcome::Stale, "an older write is stale, guard or not");
+}
+
+/// Hiding keeps the position; the next applied checkpoint unhides.
+pub async fn hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_again(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    let p = progress(2_000, "tv", 60_000, Some(3_600_000));
+    upsert(store, &k, &p).await;
+    assert!(store.hide(&k).await.expect("hide succeeds"));
+    let hidden = Progress { hidden: true, ..p.clone() };
+    assert_eq!(get(store, &k).await, Some(Entry::Live(hidden.clone())));
+    let profile = k.profile();
+    assert_eq!(store.list_profile(&profile).await.expect("list"), vec![(k.video_id.clone(), hidden)]);
+    // A replay of the checkpoint it hid does not unhide it.
+    assert_eq!(upsert(store, &k, &p).await.0, Outcome::Stale);
+    let newer = progress(3_000, "phone", 90_000, Some(3_600_000));
+    assert_eq!(upsert(store, &k, &newer).await.0, Outcome::Applied);
+    assert_eq!(get(store, &k).await, Some(Entry::Live(newer)));
+    assert!(!store.hide(&key("acct", "A", "never")).await.expect("hide succeeds"), "nothing to hide");
 }
 
 /// A healthy store answers ping.

@@ -1,7 +1,7 @@
 //! The storage port.
 
 use async_trait::async_trait;
-use playmark_core::{Entry, Outcome, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
+use playmark_core::{Entry, Outcome, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
 
 use crate::StoreError;
 
@@ -30,12 +30,16 @@ pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
     /// A short name for logs and metrics, e.g. `embedded`.
     fn backend(&self) -> &'static str;
 
-    /// Writes `progress` under `key` if it is newer than what stands.
+    /// Writes `progress` under `key` if it is newer than what stands and,
+    /// when a `guard` is given, the guard does not refuse it
+    /// ([`StaleGuard::refuses`], checked atomically with the write; a refusal
+    /// is [`Outcome::Conflict`]).
     async fn upsert(
         &self,
         key: &ProgressKey,
         progress: Progress,
         now: Timestamp,
+        guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError>;
 
     /// The entry under `key`, tombstones included.
@@ -47,6 +51,10 @@ pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
     /// Replaces whatever stands under `key` with a tombstone
     /// ([`Entry::tombstone`]), so older checkpoints cannot bring it back.
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError>;
+
+    /// Hides the live record under `key` from continue-watching, keeping its
+    /// progress. Returns whether there was a live record.
+    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError>;
 
     /// Purges entries and tombstones last touched before `untouched_since`,
     /// in small batches so live traffic is never held up. Returns how many.

@@ -276,5 +276,6 @@ fn decode(fields: &[Option<String>]) -> Result<Option<Entry>, String> {
             -1 => None,
             ms => Some(TitleDuration::from_millis(unsigned(ms)?).map_err(|e| format!("duration {e}"))?),
         },
+        hidden: false,
     })))
 }

@@ -31,10 +31,11 @@ async fn records_survive_close_and_reopen() {
         device_id: DeviceId::parse("tv").expect("valid"),
         position: Position::from_millis(42_000).expect("valid"),
         duration: None,
+        hidden: false,
     };
     {
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-        store.upsert(&key, progress.clone(), Timestamp::from_millis(1_000)).await.expect("upsert");
+        store.upsert(&key, progress.clone(), Timestamp::from_millis(1_000), None).await.expect("upsert");
         store.close().await.expect("closes");
     }
     let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
@@ -56,8 +57,9 @@ async fn writes_after_close_are_refused_not_lost_silently() {
         device_id: DeviceId::parse("tv").expect("valid"),
         position: Position::START,
         duration: None,
+        hidden: false,
     };
-    assert!(store.upsert(&key, progress, Timestamp::from_millis(1)).await.is_err());
+    assert!(store.upsert(&key, progress, Timestamp::from_millis(1), None).await.is_err());
     assert!(store.ping().await.is_err());
 }
 

@@ -19,6 +19,7 @@ fn event(video: &str, at: u64) -> ProgressEvent {
             device_id: DeviceId::parse("tv").expect("valid"),
             position: Position::from_millis(60_000).expect("valid"),
             duration: None,
+            hidden: false,
         },
     }
 }

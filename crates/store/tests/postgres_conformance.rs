@@ -38,6 +38,7 @@ fn progress(at: u64, device: &str, pos: u64) -> Progress {
         device_id: DeviceId::parse(device).expect("valid"),
         position: Position::from_millis(pos).expect("valid"),
         duration: None,
+        hidden: false,
     }
 }
 
@@ -54,7 +55,8 @@ async fn nodes_sharing_one_database_race_to_the_same_newest_record() {
     let writes = (0..300u64).map(|i| {
         let node = &nodes[(i % 3) as usize];
         async move {
-            node.upsert(&key("V1"), progress(1_000 + i, &format!("d{i}"), i), Timestamp::from_millis(1)).await
+            node.upsert(&key("V1"), progress(1_000 + i, &format!("d{i}"), i), Timestamp::from_millis(1), None)
+                .await
         }
     });
     let results = futures::future::join_all(writes).await;
@@ -77,12 +79,34 @@ async fn a_batch_holding_the_same_checkpoint_twice_applies_it_once() {
     // Queued together, so the writer most likely sees them in one batch; the
     // outcomes must be the same either way.
     let (x, y, z) = tokio::join!(
-        store.upsert(&k, p.clone(), Timestamp::from_millis(1)),
-        store.upsert(&k, p.clone(), Timestamp::from_millis(1)),
-        store.upsert(&k, older, Timestamp::from_millis(1)),
+        store.upsert(&k, p.clone(), Timestamp::from_millis(1), None),
+        store.upsert(&k, p.clone(), Timestamp::from_millis(1), None),
+        store.upsert(&k, older, Timestamp::from_millis(1), None),
     );
     let mut outcomes = [x.expect("x").outcome, y.expect("y").outcome];
     outcomes.sort_by_key(|o| *o != Outcome::Applied);
     assert_eq!(outcomes, [Outcome::Applied, Outcome::Duplicate]);
     assert_eq!(z.expect("z").outcome, Outcome::Stale);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_one_batch_the_guarded_winner_gets_the_conflict_and_the_older_write_is_stale() {
+    let url = playmark_testkit::shared::postgres_url().expect("shared PostgreSQL reachable");
+    let store =
+        PostgresStore::connect(PostgresOptions { pool_size: 1, ..options(url) }).await.expect("connects");
+    let k = key("V1");
+    store
+        .upsert(&k, progress(5_000, "phone", 1_800_000), Timestamp::from_millis(1), None)
+        .await
+        .expect("upsert");
+    let guard = Some(playmark_core::StaleGuard {
+        resumed_from: Timestamp::from_millis(1_000),
+        max_regression_ms: 300_000,
+    });
+    let (older, guarded) = tokio::join!(
+        store.upsert(&k, progress(1_000, "tv", 30_000), Timestamp::from_millis(1), None),
+        store.upsert(&k, progress(9_000, "tv", 60_000), Timestamp::from_millis(1), guard),
+    );
+    assert_eq!(older.expect("older").outcome, Outcome::Stale);
+    assert_eq!(guarded.expect("guarded").outcome, Outcome::Conflict);
 }

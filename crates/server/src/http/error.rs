@@ -12,6 +12,7 @@ use playmark_core::FieldError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::playback::Record;
 use crate::service::Unavailable;
 
 /// The body of every error response.
@@ -19,6 +20,9 @@ use crate::service::Unavailable;
 pub struct ErrorBody {
     /// The error itself.
     pub error: ErrorDetail,
+    /// For `conflict`: the record that stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<Record>,
 }
 
 /// A machine code, a human message, and the field at fault if any.
@@ -26,7 +30,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine code: `invalid_request`, `not_found`,
     /// `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `unavailable`, `internal`.
+    /// `conflict`, `unavailable`, `internal`.
     #[schema(example = "invalid_request")]
     pub code: &'static str,
     /// What went wrong and how to fix it.
@@ -43,12 +47,19 @@ pub struct ErrorDetail {
 pub struct ApiError {
     status: StatusCode,
     detail: ErrorDetail,
+    // Boxed: only conflicts carry one, and it keeps every Result small.
+    record: Option<Box<Record>>,
     retry_after: Option<Duration>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, detail: ErrorDetail { code, message: message.into(), field: None }, retry_after: None }
+        Self {
+            status,
+            detail: ErrorDetail { code, message: message.into(), field: None },
+            record: None,
+            retry_after: None,
+        }
     }
 
     /// 400: a request field is missing or invalid.
@@ -95,6 +106,18 @@ impl ApiError {
         )
     }
 
+    /// 409: the stale-device guard refused the update; `record` stands.
+    pub fn conflict(record: Option<Record>) -> Self {
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "a newer record from another device is far ahead of this position; ask the viewer, \
+             then resend with event \"seek\" to move the position back on purpose",
+        );
+        e.record = record.map(Box::new);
+        e
+    }
+
     /// 500: a bug. The cause goes to the log only.
     pub fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged")
@@ -114,6 +137,11 @@ impl ApiError {
     pub fn field(&self) -> Option<&str> {
         self.detail.field.as_deref()
     }
+
+    /// The JSON body, e.g. for one item of a batch answer.
+    pub fn into_body(self) -> ErrorBody {
+        ErrorBody { error: self.detail, record: self.record.map(|r| *r) }
+    }
 }
 
 impl From<FieldError> for ApiError {
@@ -129,7 +157,7 @@ impl From<Unavailable> for ApiError {
             // A write that timed out may still commit later; only the
             // acknowledgement is certain to be missing. Retrying is safe:
             // a replay of an applied checkpoint is a `duplicate`.
-            "upsert" | "delete" => {
+            "upsert" | "delete" | "hide" => {
                 "storage did not confirm the write in time, so it was not acknowledged \
                  (it may or may not have been applied); retrying is safe"
             }
@@ -143,8 +171,9 @@ impl From<Unavailable> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(ErrorBody { error: self.detail })).into_response();
-        if let Some(after) = self.retry_after {
+        let (status, retry_after) = (self.status, self.retry_after);
+        let mut response = (status, Json(self.into_body())).into_response();
+        if let Some(after) = retry_after {
             let secs = after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

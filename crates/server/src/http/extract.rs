@@ -10,13 +10,17 @@ use super::error::ApiError;
 
 /// The largest JSON body accepted by the single-record endpoints.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The largest JSON body accepted by the batch endpoint.
+pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 
-/// A JSON request body. Checks the content type, enforces the size limit, and
-/// reports type errors with the path of the field that caused them.
+/// A JSON request body of at most `LIMIT` bytes. Checks the content type,
+/// reports an oversized body as 413, and names the field behind a type error.
+/// The route must allow `LIMIT` (`DefaultBodyLimit`); the constant only
+/// words the 413.
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES>(pub T);
 
-impl<T, S> FromRequest<S> for JsonBody<T>
+impl<T, S, const LIMIT: usize> FromRequest<S> for JsonBody<T, LIMIT>
 where
     T: DeserializeOwned,
     S: Send + Sync,
@@ -29,7 +33,7 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(MAX_BODY_BYTES)
+                ApiError::payload_too_large(LIMIT)
             } else {
                 ApiError::malformed(format!("could not read the request body: {}", rejection.body_text()))
             }

@@ -5,8 +5,8 @@ use utoipa::OpenApi;
 use super::error::{ErrorBody, ErrorDetail};
 use super::ops::Health;
 use super::playback::{
-    Action, ContinueWatchingResponse, Reason, Record, ResumeResponse, UpdateOutcome, UpdateRequest,
-    UpdateResponse,
+    Action, BatchItem, BatchRequest, BatchResponse, ContinueWatchingResponse, HideRequest, Reason, Record,
+    ResumeResponse, UpdateOutcome, UpdateRequest, UpdateResponse,
 };
 
 /// playmark's HTTP API.
@@ -21,6 +21,8 @@ use super::playback::{
         super::playback::resume,
         super::playback::continue_watching,
         super::playback::forget,
+        super::playback::hide,
+        super::playback::batch,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
@@ -28,6 +30,7 @@ use super::playback::{
     ),
     components(schemas(
         UpdateRequest, UpdateResponse, UpdateOutcome, Record, ResumeResponse, Action, Reason,
+        BatchRequest, BatchResponse, BatchItem, HideRequest,
         ContinueWatchingResponse, ErrorBody, ErrorDetail, Health
     )),
     tags(

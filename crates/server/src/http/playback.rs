@@ -4,19 +4,19 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use playmark_core::checkpoint::{parse_profile_key, parse_progress_key};
 use playmark_core::{
-    Checkpoint, CheckpointInput, FieldError, Outcome, ProfileKey, Progress, ProgressKey, ResumeAction,
-    ResumeReason, VideoId,
+    Checkpoint, CheckpointInput, DeviceId, FieldError, Outcome, Position, ProfileKey, Progress, ProgressKey,
+    ResumeAction, ResumeReason, VideoId,
 };
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, Params};
+use super::extract::{JsonBody, MAX_BATCH_BODY_BYTES, Params};
 use crate::service::PlaybackService;
 
 /// Default and largest page of continue-watching.
@@ -30,6 +30,8 @@ pub fn router() -> Router<super::AppState> {
         .route("/playback/resume", get(resume))
         .route("/playback/continue-watching", get(continue_watching))
         .route("/playback/progress", delete(forget))
+        .route("/playback/hide", post(hide))
+        .route("/playback/batch", post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
 }
 
 /// Milliseconds, written as seconds: an integer when whole (`3600`), a
@@ -74,8 +76,15 @@ pub struct UpdateRequest {
     #[schema(value_type = Option<u64>, example = 1764270000000_u64)]
     pub updated_at: Option<u64>,
     /// What the player was doing: progress, pause, stop, background, seek.
+    /// A `seek` is a deliberate choice: the stale-device guard never refuses it.
     #[schema(value_type = Option<String>, example = "progress")]
     pub event: Option<String>,
+    /// The `updated_at` (ms) of the record this device resumed from or last
+    /// wrote. Arms the stale-device guard: if a newer record from another
+    /// device stands more than the guard (default 5 min) ahead, the update is
+    /// refused with 409 and that record.
+    #[schema(value_type = Option<u64>, example = 1764269000000_u64)]
+    pub resumed_from: Option<u64>,
 }
 
 impl From<UpdateRequest> for CheckpointInput {
@@ -89,6 +98,7 @@ impl From<UpdateRequest> for CheckpointInput {
             duration: r.duration,
             updated_at: r.updated_at,
             event: r.event,
+            resumed_from: r.resumed_from,
         }
     }
 }
@@ -158,13 +168,15 @@ pub struct UpdateResponse {
 /// Record a checkpoint.
 ///
 /// Conditional last-write-wins on `updated_at`: applied only when newer than
-/// what stands. Acknowledged only once durable.
+/// what stands (and, with `resumed_from`, not refused by the stale-device
+/// guard). Acknowledged only once durable.
 #[utoipa::path(
     post, path = "/playback/update", tag = "playback",
     request_body = UpdateRequest,
     responses(
         (status = 200, description = "The checkpoint was merged; the record that stands", body = UpdateResponse),
         (status = 400, description = "Malformed JSON or an invalid field (named in `field`)", body = ErrorBody),
+        (status = 409, description = "Refused by the stale-device guard; `record` is the standing record", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body not declared as JSON", body = ErrorBody),
         (status = 503, description = "Storage could not take the write in time; nothing acknowledged", body = ErrorBody),
@@ -174,17 +186,133 @@ pub async fn update(
     State(service): State<Arc<PlaybackService>>,
     JsonBody(body): JsonBody<UpdateRequest>,
 ) -> Result<Json<UpdateResponse>, ApiError> {
+    apply(&service, body).await.map(Json)
+}
+
+/// Validates and records one checkpoint: the update endpoint, and each item
+/// of a batch.
+async fn apply(service: &PlaybackService, body: UpdateRequest) -> Result<UpdateResponse, ApiError> {
     let checkpoint = Checkpoint::try_from(CheckpointInput::from(body))?;
     let key = checkpoint.key.clone();
     let update = service.update(checkpoint).await?;
-    Ok(Json(UpdateResponse {
-        outcome: match update.outcome {
-            Outcome::Applied => UpdateOutcome::Applied,
-            Outcome::Stale => UpdateOutcome::Stale,
-            Outcome::Duplicate => UpdateOutcome::Duplicate,
-        },
-        record: update.standing.as_ref().map(|p| Record::new(&key, p)),
+    let record = update.standing.as_ref().map(|p| Record::new(&key, p));
+    let outcome = match update.outcome {
+        Outcome::Applied => UpdateOutcome::Applied,
+        Outcome::Stale => UpdateOutcome::Stale,
+        Outcome::Duplicate => UpdateOutcome::Duplicate,
+        Outcome::Conflict => return Err(ApiError::conflict(record)),
+    };
+    Ok(UpdateResponse { outcome, record })
+}
+
+/// Up to 500 checkpoints at once (an offline upload).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    /// Update bodies, each exactly as `POST /playback/update` takes it.
+    #[schema(required = true, value_type = Vec<UpdateRequest>)]
+    pub checkpoints: Option<Vec<serde_json::Value>>,
+}
+
+/// One checkpoint's result: an update answer, or its error.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchItem {
+    /// Merged like an update.
+    Done(UpdateResponse),
+    /// Rejected (`invalid_request` naming the field, or `conflict` with the
+    /// standing record).
+    Failed(ErrorBody),
+}
+
+/// The batch answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One entry per checkpoint, in order.
+    pub results: Vec<BatchItem>,
+}
+
+/// The most checkpoints one batch may hold.
+pub const MAX_BATCH: usize = 500;
+
+/// Record many checkpoints.
+///
+/// Each is merged by the same rule as `POST /playback/update`, concurrently;
+/// one bad item does not fail the others. Body limit 1 MiB.
+#[utoipa::path(
+    post, path = "/playback/batch", tag = "playback",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per checkpoint, in order", body = BatchResponse),
+        (status = 400, description = "Malformed JSON, or `checkpoints` missing, empty or over 500", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body not declared as JSON", body = ErrorBody),
+    )
+)]
+pub async fn batch(
+    State(service): State<Arc<PlaybackService>>,
+    JsonBody(body): JsonBody<BatchRequest, MAX_BATCH_BODY_BYTES>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let items = body.checkpoints.ok_or_else(|| FieldError::required("checkpoints"))?;
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(FieldError::invalid(
+            "checkpoints",
+            format_args!("must hold 1 to {MAX_BATCH} checkpoints"),
+        )
+        .into());
+    }
+    let service = &service;
+    // Results are positional, so an item's error names its own field.
+    let results = futures::future::join_all(items.into_iter().map(|item| async move {
+        let result = match serde_path_to_error::deserialize::<_, UpdateRequest>(item) {
+            Ok(body) => apply(service, body).await,
+            Err(e) => {
+                let path = e.path().to_string();
+                Err(ApiError::invalid_field(path.clone(), format!("{path} is invalid: {}", e.into_inner())))
+            }
+        };
+        match result {
+            Ok(done) => BatchItem::Done(done),
+            Err(e) => BatchItem::Failed(e.into_body()),
+        }
     }))
+    .await;
+    Ok(Json(BatchResponse { results }))
+}
+
+/// Names a title to hide.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct HideRequest {
+    /// The account.
+    #[schema(required = true, value_type = String)]
+    pub account_id: Option<String>,
+    /// The profile.
+    #[schema(required = true, value_type = String)]
+    pub profile_id: Option<String>,
+    /// The title.
+    #[schema(required = true, value_type = String)]
+    pub video_id: Option<String>,
+}
+
+/// Hide a title from continue-watching.
+///
+/// The progress is kept (resume still finds it); the next applied
+/// checkpoint for the title shows it again. Hiding an unknown title is fine.
+#[utoipa::path(
+    post, path = "/playback/hide", tag = "playback",
+    request_body = HideRequest,
+    responses(
+        (status = 204, description = "Hidden"),
+        (status = 400, description = "A missing or invalid field (named in `field`)", body = ErrorBody),
+        (status = 503, description = "Storage could not take the change in time", body = ErrorBody),
+    )
+)]
+pub async fn hide(
+    State(service): State<Arc<PlaybackService>>,
+    JsonBody(body): JsonBody<HideRequest>,
+) -> Result<StatusCode, ApiError> {
+    let key = parse_progress_key(body.account_id, body.profile_id, body.video_id)?;
+    service.hide(&key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Identifies one title of one profile.
@@ -208,6 +336,28 @@ impl TitleQuery {
     }
 }
 
+/// A title, and optionally what the asking device knows.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResumeQuery {
+    /// The account.
+    #[param(required = true, value_type = String)]
+    pub account_id: Option<String>,
+    /// The profile.
+    #[param(required = true, value_type = String)]
+    pub profile_id: Option<String>,
+    /// The title.
+    #[param(required = true, value_type = String)]
+    pub video_id: Option<String>,
+    /// The asking device.
+    #[param(value_type = Option<String>)]
+    pub device_id: Option<String>,
+    /// The asking device's own position, seconds. Turns on the resume
+    /// guardrails: small regressions keep it; big backward jumps prompt.
+    #[param(value_type = Option<f64>)]
+    pub local_position: Option<String>,
+}
+
 /// What the player should do.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -216,6 +366,9 @@ pub enum Action {
     Resume,
     /// Play from the beginning.
     StartOver,
+    /// Ask the viewer: the record is far behind the device's own position.
+    /// `position` is the record's offer, `alternative` the device's own.
+    Prompt,
 }
 
 /// Why the action was chosen.
@@ -232,6 +385,9 @@ pub enum Reason {
     Finished,
     /// Part-way through.
     InProgress,
+    /// The record was only slightly behind the device's own position,
+    /// which is kept.
+    KeptLocal,
 }
 
 /// Where to resume.
@@ -246,6 +402,13 @@ pub struct ResumeResponse {
     pub action: Action,
     /// Why that action.
     pub reason: Reason,
+    /// The device the record came from, when found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// For a prompt: the asking device's own position, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub alternative: Option<Seconds>,
     /// The standing record, when found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<Record>,
@@ -254,10 +417,11 @@ pub struct ResumeResponse {
 /// Where to resume a title.
 ///
 /// With a known duration the resume thresholds apply: barely started, too
-/// short or finished titles start over at 0.
+/// short or finished titles start over at 0. With `local_position`, the
+/// resume guardrails apply too (and `action` may be `prompt`).
 #[utoipa::path(
     get, path = "/playback/resume", tag = "playback",
-    params(TitleQuery),
+    params(ResumeQuery),
     responses(
         (status = 200, description = "Where to resume", body = ResumeResponse),
         (status = 400, description = "A missing or invalid parameter (named in `field`)", body = ErrorBody),
@@ -266,10 +430,22 @@ pub struct ResumeResponse {
 )]
 pub async fn resume(
     State(service): State<Arc<PlaybackService>>,
-    Params(query): Params<TitleQuery>,
+    Params(query): Params<ResumeQuery>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
-    let key = query.key()?;
-    let resume = service.resume(&key).await?;
+    let key = parse_progress_key(query.account_id, query.profile_id, query.video_id)?;
+    if let Some(device) = query.device_id {
+        DeviceId::parse(device).map_err(|e| FieldError::invalid("device_id", e))?;
+    }
+    let local = query
+        .local_position
+        .map(|raw| {
+            let secs = raw
+                .parse::<f64>()
+                .map_err(|_| FieldError::invalid("local_position", "must be a number of seconds"))?;
+            Position::from_secs(secs).map_err(|e| FieldError::invalid("local_position", e))
+        })
+        .transpose()?;
+    let resume = service.resume(&key, local).await?;
     let d = resume.decision;
     Ok(Json(ResumeResponse {
         found: resume.record.is_some(),
@@ -277,6 +453,7 @@ pub async fn resume(
         action: match d.action {
             ResumeAction::Resume => Action::Resume,
             ResumeAction::StartOver => Action::StartOver,
+            ResumeAction::Prompt => Action::Prompt,
         },
         reason: match d.reason {
             ResumeReason::NoRecord => Reason::NoRecord,
@@ -284,7 +461,10 @@ pub async fn resume(
             ResumeReason::TooShort => Reason::TooShort,
             ResumeReason::Finished => Reason::Finished,
             ResumeReason::InProgress => Reason::InProgress,
+            ResumeReason::KeptLocal => Reason::KeptLocal,
         },
+        device_id: resume.record.as_ref().map(|p| p.device_id.to_string()),
+        alternative: resume.alternative.map(|p| Seconds(p.as_millis())),
         record: resume.record.as_ref().map(|p| Record::new(&key, p)),
     }))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
 use playmark_server::config::{CacheKind, StoreKind};
 use playmark_server::{Application, Config};
 use playmark_store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -310,9 +310,14 @@ impl ProgressStore for SlowStore {
         key: &ProgressKey,
         progress: Progress,
         now: Timestamp,
+        guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError> {
         tokio::time::sleep(self.delay).await;
-        self.inner.upsert(key, progress, now).await
+        self.inner.upsert(key, progress, now, guard).await
+    }
+    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.hide(key).await
     }
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
         tokio::time::sleep(self.delay).await;

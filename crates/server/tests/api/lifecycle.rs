@@ -46,13 +46,17 @@ async fn the_sweeper_purges_entries_idle_longer_than_the_ttl_and_keeps_the_rest(
         device_id: DeviceId::parse("tv").expect("valid"),
         position: Position::from_millis(60_000).expect("valid"),
         duration: None,
+        hidden: false,
     };
     store
-        .upsert(&key("idle"), progress.clone(), now.saturating_sub_millis(181 * day_ms))
+        .upsert(&key("idle"), progress.clone(), now.saturating_sub_millis(181 * day_ms), None)
         .await
         .expect("upsert");
     store.delete(&key("idle-tombstone"), now.saturating_sub_millis(200 * day_ms)).await.expect("delete");
-    store.upsert(&key("fresh"), progress, now.saturating_sub_millis(179 * day_ms)).await.expect("upsert");
+    store
+        .upsert(&key("fresh"), progress, now.saturating_sub_millis(179 * day_ms), None)
+        .await
+        .expect("upsert");
 
     let metrics = Arc::new(Metrics::default());
     let service = Arc::new(PlaybackService::new(
@@ -63,6 +67,8 @@ async fn the_sweeper_purges_entries_idle_longer_than_the_ttl_and_keeps_the_rest(
             max_skew_ms: 5_000,
             write_timeout: Duration::from_millis(450),
             read_timeout: Duration::from_millis(500),
+            stale_guard_ms: 300_000,
+            handoff: Default::default(),
         },
     ));
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -10,5 +10,6 @@ mod delete;
 mod errors;
 mod lifecycle;
 mod ops;
+mod player;
 mod resume;
 mod update;

@@ -57,6 +57,8 @@ async fn openapi_describes_every_endpoint() {
         ("/playback/resume", "get"),
         ("/playback/continue-watching", "get"),
         ("/playback/progress", "delete"),
+        ("/playback/hide", "post"),
+        ("/playback/batch", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

@@ -17,6 +17,8 @@ use crate::StoreError;
 
 const BACKEND: &str = "embedded";
 const FORMAT_V1: u8 = 1;
+/// V1 plus the `hidden` flag.
+const FORMAT_V2: u8 = 2;
 const SEP: u8 = 0;
 
 /// The key bytes of one title's row.
@@ -66,6 +68,19 @@ struct StoredV1<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
+struct StoredV2<'a> {
+    touched_at: u64,
+    #[serde(borrow)]
+    entry: EntryV2<'a>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum EntryV2<'a> {
+    Live { updated_at: u64, device_id: &'a str, position_ms: u64, duration_ms: Option<u64>, hidden: bool },
+    Deleted { at: u64 },
+}
+
+#[derive(Serialize, Deserialize)]
 enum EntryV1<'a> {
     Live { updated_at: u64, device_id: &'a str, position_ms: u64, duration_ms: Option<u64> },
     Deleted { at: u64 },
@@ -80,29 +95,43 @@ pub(crate) struct Stored {
 
 pub(crate) fn encode_value(entry: &Entry, touched_at: Timestamp) -> Result<Vec<u8>, StoreError> {
     let entry = match entry {
-        Entry::Live(p) => EntryV1::Live {
+        Entry::Live(p) => EntryV2::Live {
             updated_at: p.updated_at.as_millis(),
             device_id: p.device_id.as_str(),
             position_ms: p.position.as_millis(),
             duration_ms: p.duration.map(Duration::as_millis),
+            hidden: p.hidden,
         },
-        Entry::Deleted { at } => EntryV1::Deleted { at: at.as_millis() },
+        Entry::Deleted { at } => EntryV2::Deleted { at: at.as_millis() },
     };
-    let stored = StoredV1 { touched_at: touched_at.as_millis(), entry };
-    let mut out = vec![FORMAT_V1];
+    let stored = StoredV2 { touched_at: touched_at.as_millis(), entry };
+    let mut out = vec![FORMAT_V2];
     postcard::to_io(&stored, &mut out)
         .map_err(|e| StoreError::Backend { backend: BACKEND, source: Box::new(e) })?;
     Ok(out)
 }
 
 pub(crate) fn decode_value(bytes: &[u8]) -> Result<Stored, StoreError> {
-    let Some((&FORMAT_V1, body)) = bytes.split_first() else {
-        return Err(corrupt("unknown value format"));
+    let undecodable = |e: postcard::Error| corrupt(format!("undecodable value: {e}"));
+    let (touched_at, entry) = match bytes.split_first() {
+        Some((&FORMAT_V2, body)) => {
+            let stored: StoredV2<'_> = postcard::from_bytes(body).map_err(undecodable)?;
+            (stored.touched_at, stored.entry)
+        }
+        Some((&FORMAT_V1, body)) => {
+            let stored: StoredV1<'_> = postcard::from_bytes(body).map_err(undecodable)?;
+            let entry = match stored.entry {
+                EntryV1::Live { updated_at, device_id, position_ms, duration_ms } => {
+                    EntryV2::Live { updated_at, device_id, position_ms, duration_ms, hidden: false }
+                }
+                EntryV1::Deleted { at } => EntryV2::Deleted { at },
+            };
+            (stored.touched_at, entry)
+        }
+        _ => return Err(corrupt("unknown value format")),
     };
-    let stored: StoredV1<'_> =
-        postcard::from_bytes(body).map_err(|e| corrupt(format!("undecodable value: {e}")))?;
-    let entry = match stored.entry {
-        EntryV1::Live { updated_at, device_id, position_ms, duration_ms } => Entry::Live(Progress {
+    let entry = match entry {
+        EntryV2::Live { updated_at, device_id, position_ms, duration_ms, hidden } => Entry::Live(Progress {
             updated_at: Timestamp::from_millis(updated_at),
             device_id: DeviceId::parse(device_id).map_err(|e| corrupt(format!("device id {e}")))?,
             position: Position::from_millis(position_ms).map_err(|e| corrupt(format!("position {e}")))?,
@@ -110,10 +139,11 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<Stored, StoreError> {
                 .map(Duration::from_millis)
                 .transpose()
                 .map_err(|e| corrupt(format!("duration {e}")))?,
+            hidden,
         }),
-        EntryV1::Deleted { at } => Entry::Deleted { at: Timestamp::from_millis(at) },
+        EntryV2::Deleted { at } => Entry::Deleted { at: Timestamp::from_millis(at) },
     };
-    Ok(Stored { entry, touched_at: Timestamp::from_millis(stored.touched_at) })
+    Ok(Stored { entry, touched_at: Timestamp::from_millis(touched_at) })
 }
 
 fn corrupt(detail: impl Into<String>) -> StoreError {
@@ -155,6 +185,7 @@ mod tests {
             device_id: DeviceId::parse("tv-livingroom").expect("valid"),
             position: Position::from_millis(1_200_500).expect("valid"),
             duration: Some(Duration::from_millis(3_600_000).expect("valid")),
+            hidden: false,
         });
         for entry in [live, Entry::Deleted { at: Timestamp::from_millis(7) }] {
             let bytes = encode_value(&entry, Timestamp::from_millis(42)).expect("encodes");
@@ -164,8 +195,20 @@ mod tests {
     }
 
     #[test]
+    fn version_1_values_still_decode() {
+        let v1 = StoredV1 {
+            touched_at: 42,
+            entry: EntryV1::Live { updated_at: 7, device_id: "tv", position_ms: 1_000, duration_ms: None },
+        };
+        let mut bytes = vec![FORMAT_V1];
+        postcard::to_io(&v1, &mut bytes).expect("encodes");
+        let back = decode_value(&bytes).expect("decodes");
+        assert_eq!(back.entry.live().map(|p| (p.position.as_millis(), p.hidden)), Some((1_000, false)));
+    }
+
+    #[test]
     fn garbage_is_reported_as_corrupt_not_a_panic() {
-        for bytes in [&[][..], &[9, 1, 2][..], &[FORMAT_V1, 0xff, 0xff][..]] {
+        for bytes in [&[][..], &[9, 1, 2][..], &[FORMAT_V1, 0xff, 0xff][..], &[FORMAT_V2, 0xff][..]] {
             assert!(matches!(decode_value(bytes), Err(StoreError::Corrupt { .. })));
         }
     }

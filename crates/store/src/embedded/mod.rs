@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, Timestamp, VideoId};
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
@@ -182,9 +182,15 @@ impl ProgressStore for EmbeddedStore {
         key: &ProgressKey,
         progress: Progress,
         now: Timestamp,
+        guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError> {
         let key = encode_key(key);
-        self.submit(|reply| Op::Upsert { key, progress, now, reply }).await
+        self.submit(|reply| Op::Upsert { key, progress, now, guard, reply }).await
+    }
+
+    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
+        let key = encode_key(key);
+        self.submit(|reply| Op::Hide { key, reply }).await
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {

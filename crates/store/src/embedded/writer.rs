@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use playmark_core::{Entry, Outcome, Progress, Timestamp};
+use playmark_core::{Entry, Outcome, Progress, StaleGuard, Timestamp};
 use redb::{Database, Durability, ReadableTable, Table};
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{decode_value, encode_value};
+use super::codec::{Stored, decode_value, encode_value};
 use super::{BACKEND, PROGRESS};
 use crate::{StoreError, Written};
 
@@ -33,8 +33,11 @@ pub(crate) enum Op {
         key: Vec<u8>,
         progress: Progress,
         now: Timestamp,
+        guard: Option<StaleGuard>,
         reply: oneshot::Sender<Result<Written, StoreError>>,
     },
+    /// Set the hidden flag of the live record under a key.
+    Hide { key: Vec<u8>, reply: oneshot::Sender<Result<bool, StoreError>> },
     /// Replace what stands under a key with a tombstone.
     Delete { key: Vec<u8>, now: Timestamp, reply: oneshot::Sender<Result<Written, StoreError>> },
     /// Remove rows still untouched since `cutoff` (re-checked in the transaction).
@@ -45,6 +48,7 @@ pub(crate) enum Op {
 enum Pending {
     Written(oneshot::Sender<Result<Written, StoreError>>, Result<Written, StoreError>),
     Expired(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
+    Hidden(oneshot::Sender<Result<bool, StoreError>>, Result<bool, StoreError>),
 }
 
 impl Pending {
@@ -57,6 +61,8 @@ impl Pending {
             (Pending::Written(tx, result), _) => drop(tx.send(result)),
             (Pending::Expired(tx, Ok(_)), Some(fail)) => drop(tx.send(Err(fail()))),
             (Pending::Expired(tx, result), _) => drop(tx.send(result)),
+            (Pending::Hidden(tx, Ok(_)), Some(fail)) => drop(tx.send(Err(fail()))),
+            (Pending::Hidden(tx, result), _) => drop(tx.send(result)),
         }
     }
 }
@@ -124,12 +130,31 @@ fn apply(
         let mut table = txn.open_table(PROGRESS)?;
         for cmd in batch {
             match cmd {
-                Op::Upsert { key, progress, now, reply } => {
-                    let result = write(&mut table, &key, now, |_| Entry::Live(progress))?;
+                Op::Upsert { key, progress, now, guard, reply } => {
+                    let result = write(&mut table, &key, now, |_| Entry::Live(progress), guard)?;
                     pending.push(Pending::Written(reply, result));
                 }
+                Op::Hide { key, reply } => {
+                    let stored = table.get(key.as_slice())?.map(|v| decode_value(v.value()));
+                    let result = match stored {
+                        Some(Ok(Stored { entry: Entry::Live(mut p), touched_at })) => {
+                            p.hidden = true;
+                            match encode_value(&Entry::Live(p), touched_at) {
+                                Ok(bytes) => {
+                                    table.insert(key.as_slice(), bytes.as_slice())?;
+                                    Ok(true)
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Some(Ok(_)) | None => Ok(false),
+                        Some(Err(e)) => Err(e),
+                    };
+                    pending.push(Pending::Hidden(reply, result));
+                }
                 Op::Delete { key, now, reply } => {
-                    let result = write(&mut table, &key, now, |standing| Entry::tombstone(standing, now))?;
+                    let result =
+                        write(&mut table, &key, now, |standing| Entry::tombstone(standing, now), None)?;
                     pending.push(Pending::Written(reply, result));
                 }
                 Op::Expire { keys, cutoff, reply } => {
@@ -153,12 +178,14 @@ fn apply(
     Ok(())
 }
 
-/// The conditional write: read what stands, merge, write only if applied.
+/// The conditional write: read what stands, merge, check the guard, write
+/// only if applied.
 fn write(
     table: &mut Table<'_, &'static [u8], &'static [u8]>,
     key: &[u8],
     now: Timestamp,
     incoming: impl FnOnce(Option<&Entry>) -> Entry,
+    guard: Option<StaleGuard>,
 ) -> Result<Result<Written, StoreError>, redb::Error> {
     let standing = match table.get(key)? {
         None => None,
@@ -168,7 +195,12 @@ fn write(
         },
     };
     let incoming = incoming(standing.as_ref());
-    let outcome = Entry::merge(standing.as_ref(), &incoming);
+    let mut outcome = Entry::merge(standing.as_ref(), &incoming);
+    if let (Outcome::Applied, Some(guard), Some(s), Entry::Live(p)) = (outcome, guard, &standing, &incoming)
+        && guard.refuses(s, p)
+    {
+        outcome = Outcome::Conflict;
+    }
     if outcome != Outcome::Applied {
         let standing = standing.unwrap_or(incoming);
         return Ok(Ok(Written { outcome, standing }));

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use playmark_core::{Entry, Outcome, Progress, ProgressKey, Timestamp};
+use playmark_core::{Entry, Outcome, Progress, ProgressKey, StaleGuard, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{entry_of, millis, pg_error, pool_error, schema};
@@ -21,6 +21,7 @@ pub(crate) struct Upsert {
     pub key: ProgressKey,
     pub progress: Progress,
     pub now: Timestamp,
+    pub guard: Option<StaleGuard>,
     pub reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
@@ -41,13 +42,14 @@ pub(crate) async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Upsert>>>
 async fn write(pool: &Pool, batch: Vec<Upsert>) {
     // The newest checkpoint per key goes to the database; the others are
     // answered against whatever stands after it.
-    let mut winners: HashMap<ProgressKey, Progress> = HashMap::with_capacity(batch.len());
+    let mut winners: HashMap<ProgressKey, (Progress, Option<StaleGuard>)> =
+        HashMap::with_capacity(batch.len());
     for u in &batch {
         match winners.get_mut(&u.key) {
-            Some(w) if u.progress > *w => *w = u.progress.clone(),
+            Some(w) if u.progress > w.0 => *w = (u.progress.clone(), u.guard),
             Some(_) => {}
             None => {
-                winners.insert(u.key.clone(), u.progress.clone());
+                winners.insert(u.key.clone(), (u.progress.clone(), u.guard));
             }
         }
     }
@@ -68,22 +70,21 @@ async fn write(pool: &Pool, batch: Vec<Upsert>) {
     };
     let mut acknowledged = HashSet::with_capacity(standing.len());
     for u in batch {
-        let result = match standing.get(&u.key) {
-            Some((winner_outcome, entry)) => {
-                let incoming = Entry::Live(u.progress);
-                let outcome = if *entry == incoming && acknowledged.insert(u.key) {
-                    // The first copy of the checkpoint that now stands takes
-                    // the winner's outcome; identical copies are duplicates.
+        let result = match (standing.get(&u.key), winners.get(&u.key)) {
+            (Some((winner_outcome, entry)), Some((winner, _))) => {
+                let outcome = if u.progress == *winner && acknowledged.insert(u.key) {
+                    // The first copy of the winning checkpoint takes its
+                    // outcome; identical copies are duplicates.
                     *winner_outcome
                 } else {
-                    match Entry::merge(Some(entry), &incoming) {
+                    match Entry::merge(Some(entry), &Entry::Live(u.progress)) {
                         Outcome::Duplicate => Outcome::Duplicate,
                         _ => Outcome::Stale,
                     }
                 };
                 Ok(Written { outcome, standing: entry.clone() })
             }
-            None => {
+            _ => {
                 Err(StoreError::Corrupt { backend: super::BACKEND, detail: "a written row vanished".into() })
             }
         };
@@ -95,14 +96,23 @@ async fn write(pool: &Pool, batch: Vec<Upsert>) {
 /// entry that stands now.
 async fn apply(
     pool: &Pool,
-    winners: &HashMap<ProgressKey, Progress>,
+    winners: &HashMap<ProgressKey, (Progress, Option<StaleGuard>)>,
     touched: Timestamp,
 ) -> Result<HashMap<ProgressKey, (Outcome, Entry)>, StoreError> {
     let n = winners.len();
     let (mut a, mut p, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut u, mut d, mut pos, mut dur) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for (key, progress) in winners {
+    let (mut ga, mut gp, mut gv, mut grf, mut gms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (key, (progress, guard)) in winners {
+        if let Some(g) = guard {
+            ga.push(key.account_id.as_str());
+            gp.push(key.profile_id.as_str());
+            gv.push(key.video_id.as_str());
+            grf.push(millis(g.resumed_from)?);
+            gms.push(i64::try_from(g.max_regression_ms).unwrap_or(i64::MAX));
+        }
         a.push(key.account_id.as_str());
         p.push(key.profile_id.as_str());
         v.push(key.video_id.as_str());
@@ -124,12 +134,15 @@ async fn apply(
 
     let client = pool.get().await.map_err(pool_error)?;
     let stmt = client.prepare_cached(schema::UPSERT_BATCH).await.map_err(pg_error)?;
-    let applied = client.query(&stmt, &[&a, &p, &v, &u, &d, &pos, &dur, &tt]).await.map_err(pg_error)?;
+    let applied = client
+        .query(&stmt, &[&a, &p, &v, &u, &d, &pos, &dur, &tt, &ga, &gp, &gv, &grf, &gms])
+        .await
+        .map_err(pg_error)?;
 
     let mut standing = HashMap::with_capacity(n);
     for row in &applied {
         if let Some(k) = key_of(row) {
-            standing.insert(k.clone(), (Outcome::Applied, Entry::Live(winners[k].clone())));
+            standing.insert(k.clone(), (Outcome::Applied, Entry::Live(winners[k].0.clone())));
         }
     }
     if standing.len() == n {
@@ -144,9 +157,11 @@ async fn apply(
     let stmt = client.prepare_cached(schema::GET_MANY).await.map_err(pg_error)?;
     for row in client.query(&stmt, &[&ra, &rp, &rv]).await.map_err(pg_error)? {
         if let Some(k) = key_of(&row) {
-            let entry = entry_of(row.get(3), row.get(4), row.get(5), row.get(6), row.get(7))?;
-            let outcome = match Entry::merge(Some(&entry), &Entry::Live(winners[k].clone())) {
+            let entry = entry_of(row.get(3), row.get(4), row.get(5), row.get(6), row.get(7), row.get(8))?;
+            let outcome = match Entry::merge(Some(&entry), &Entry::Live(winners[k].0.clone())) {
                 Outcome::Duplicate => Outcome::Duplicate,
+                // Newer, yet not applied: the guard refused it.
+                Outcome::Applied => Outcome::Conflict,
                 _ => Outcome::Stale,
             };
             standing.insert(k.clone(), (outcome, entry));

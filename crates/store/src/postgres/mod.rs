@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use playmark_core::{
-    DeviceId, Duration as TitleDuration, Entry, Position, ProfileKey, Progress, ProgressKey, Timestamp,
-    VideoId,
+    DeviceId, Duration as TitleDuration, Entry, Position, ProfileKey, Progress, ProgressKey, StaleGuard,
+    Timestamp, VideoId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -129,11 +129,22 @@ impl ProgressStore for PostgresStore {
         key: &ProgressKey,
         progress: Progress,
         now: Timestamp,
+        guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError> {
         let sender = self.upserts.lock().map_err(|_| closed())?.clone().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
-        sender.send(Upsert { key: key.clone(), progress, now, reply }).await.map_err(|_| closed())?;
+        sender.send(Upsert { key: key.clone(), progress, now, guard, reply }).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(schema::HIDE).await.map_err(pg_error)?;
+        let n = client
+            .execute(&stmt, &[&key.account_id.as_str(), &key.profile_id.as_str(), &key.video_id.as_str()])
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
@@ -143,7 +154,7 @@ impl ProgressStore for PostgresStore {
             .query_opt(&stmt, &[&key.account_id.as_str(), &key.profile_id.as_str(), &key.video_id.as_str()])
             .await
             .map_err(pg_error)?;
-        row.map(|r| entry_of(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).transpose()
+        row.map(|r| entry_of(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).transpose()
     }
 
     async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
@@ -157,7 +168,7 @@ impl ProgressStore for PostgresStore {
             .map(|r| {
                 let video =
                     VideoId::parse(r.get::<_, String>(0)).map_err(|e| corrupt(format!("video id {e}")))?;
-                match entry_of(false, r.get(1), r.get(2), r.get(3), r.get(4))? {
+                match entry_of(false, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))? {
                     Entry::Live(p) => Ok((video, p)),
                     Entry::Deleted { .. } => Err(corrupt("a live row decoded as a tombstone")),
                 }
@@ -229,6 +240,7 @@ fn entry_of(
     device_id: String,
     position_ms: i64,
     duration_ms: Option<i64>,
+    hidden: bool,
 ) -> Result<Entry, StoreError> {
     let at = timestamp(updated_at)?;
     if deleted {
@@ -243,6 +255,7 @@ fn entry_of(
         duration: duration_ms
             .map(|d| TitleDuration::from_millis(unsigned(d)?).map_err(|e| corrupt(format!("duration {e}"))))
             .transpose()?,
+        hidden,
     }))
 }
 

@@ -28,6 +28,7 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), t
             PRIMARY KEY (account_id, profile_id, video_id)
         );
         CREATE INDEX IF NOT EXISTS playmark_progress_touched_at ON playmark_progress (touched_at);
+        ALTER TABLE playmark_progress ADD COLUMN IF NOT EXISTS hidden boolean NOT NULL DEFAULT false;
         "#,
     )
     .await?;
@@ -59,36 +60,45 @@ macro_rules! order_of {
 }
 
 /// Writes a batch of checkpoints (one row per key) where each is newer than
-/// what stands, in one statement. Returns the keys that were applied.
+/// what stands and not refused by its stale-device guard, in one statement.
+/// Returns the keys that were applied. `$9..$13` list the guarded rows
+/// (account, profile, video, resumed_from, max regression); the guard is
+/// evaluated inside `ON CONFLICT ... WHERE`, against the locked current row,
+/// so it is as atomic as the merge rule (`playmark_core::StaleGuard`).
 pub(crate) const UPSERT_BATCH: &str = concat!(
     "INSERT INTO playmark_progress AS t ",
-    "(account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at) ",
-    "SELECT a, p, v, false, u, d, pos, dur, tt FROM unnest(",
+    "(account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at, hidden) ",
+    "SELECT a, p, v, false, u, d, pos, dur, tt, false FROM unnest(",
     "$1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[]",
     ") AS i(a, p, v, u, d, pos, dur, tt) ",
     "ON CONFLICT (account_id, profile_id, video_id) DO UPDATE SET ",
     "deleted = false, updated_at = excluded.updated_at, device_id = excluded.device_id, ",
-    "position_ms = excluded.position_ms, duration_ms = excluded.duration_ms, touched_at = excluded.touched_at ",
+    "position_ms = excluded.position_ms, duration_ms = excluded.duration_ms, touched_at = excluded.touched_at, ",
+    "hidden = false ",
     "WHERE ",
     order_of!("excluded"),
     " > ",
     order_of!("t"),
+    " AND NOT EXISTS (SELECT 1 FROM unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[]) ",
+    "AS g(a, p, v, rf, ms) WHERE g.a = excluded.account_id AND g.p = excluded.profile_id AND g.v = excluded.video_id ",
+    "AND NOT t.deleted AND t.updated_at > g.rf AND t.device_id <> excluded.device_id ",
+    "AND t.position_ms - excluded.position_ms > g.ms)",
     " RETURNING account_id, profile_id, video_id"
 );
 
 /// The standing rows of a set of keys.
 pub(crate) const GET_MANY: &str = concat!(
-    "SELECT t.account_id, t.profile_id, t.video_id, t.deleted, t.updated_at, t.device_id, t.position_ms, t.duration_ms ",
+    "SELECT t.account_id, t.profile_id, t.video_id, t.deleted, t.updated_at, t.device_id, t.position_ms, t.duration_ms, t.hidden ",
     "FROM playmark_progress t JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(a, p, v) ",
     "ON t.account_id = k.a AND t.profile_id = k.p AND t.video_id = k.v"
 );
 
 /// One row.
-pub(crate) const GET: &str = "SELECT deleted, updated_at, device_id, position_ms, duration_ms \
+pub(crate) const GET: &str = "SELECT deleted, updated_at, device_id, position_ms, duration_ms, hidden \
      FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 AND video_id = $3";
 
 /// A profile's live rows: one range of the primary key.
-pub(crate) const LIST_PROFILE: &str = "SELECT video_id, updated_at, device_id, position_ms, duration_ms \
+pub(crate) const LIST_PROFILE: &str = "SELECT video_id, updated_at, device_id, position_ms, duration_ms, hidden \
      FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 AND NOT deleted";
 
 /// Replaces what stands with a tombstone placed after it (see
@@ -100,7 +110,7 @@ pub(crate) const DELETE: &str = "INSERT INTO playmark_progress AS t \
      deleted = true, \
      updated_at = CASE WHEN t.deleted THEN GREATEST(t.updated_at, excluded.updated_at) \
                        ELSE GREATEST(excluded.updated_at, t.updated_at + 1) END, \
-     device_id = '', position_ms = 0, duration_ms = NULL, touched_at = excluded.touched_at \
+     device_id = '', position_ms = 0, duration_ms = NULL, touched_at = excluded.touched_at, hidden = false \
      WHERE NOT (t.deleted AND t.updated_at >= excluded.updated_at) \
      RETURNING updated_at";
 
@@ -108,3 +118,7 @@ pub(crate) const DELETE: &str = "INSERT INTO playmark_progress AS t \
 /// (no `ctid`, no `DELETE ... LIMIT`).
 pub(crate) const EXPIRE_BATCH: &str = "DELETE FROM playmark_progress WHERE (account_id, profile_id, video_id) IN \
      (SELECT account_id, profile_id, video_id FROM playmark_progress WHERE touched_at < $1 LIMIT $2)";
+
+/// Hides a live row from continue-watching; its progress is untouched.
+pub(crate) const HIDE: &str = "UPDATE playmark_progress SET hidden = true \
+     WHERE account_id = $1 AND profile_id = $2 AND video_id = $3 AND NOT deleted";

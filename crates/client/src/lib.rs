@@ -1,0 +1,34 @@
+//! The Rust SDK for playmark.
+//!
+//! - [`Client`]: every endpoint, typed, with a per-request timeout, bounded
+//!   retries with full jitter (network errors and 503 only: every playmark
+//!   write is a conditional merge, so a retry is at worst a `duplicate`), and
+//!   one pooled HTTP connection set.
+//! - [`Player`]: one title on one device. Feed it what the player does
+//!   (`play`, `tick`, `pause`, ...); it applies the shared
+//!   [`CheckpointPolicy`](playmark_core::CheckpointPolicy) (the brief's smart
+//!   checkpointing) and sends what the policy says, with the stale-device
+//!   guard armed. See `docs/player-policy.md`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), playmark_client::Error> {
+//! use playmark_client::{Client, Player, TitleKey};
+//! let client = Client::new("http://127.0.0.1:8080")?;
+//! let key = TitleKey::new("acct-123", "A", "V1");
+//! let mut tv = Player::new(client, key, "tv-livingroom").with_duration(3600.0);
+//! let start = tv.resume(None).await?; // where to start, with the guardrails
+//! tv.play(start.position).await?;
+//! tv.tick(start.position + 31.0).await?; // sends: moved 30 s
+//! tv.pause(start.position + 40.0).await?; // sends: paused
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod client;
+mod player;
+mod types;
+
+pub use client::{Client, ClientBuilder, Error};
+pub use player::{Player, Report};
+pub use types::{BatchResult, Checkpoint, ProfileKey, Record, ResumeAnswer, TitleKey, UpdateAnswer};

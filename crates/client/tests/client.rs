@@ -1,0 +1,199 @@
+//! The Rust SDK against the real server (in-process, port 0), and its retry
+//! and timeout behaviour against deliberately broken local servers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use playmark_client::{BatchResult, Checkpoint, Client, Error, Player, ProfileKey, TitleKey};
+use playmark_server::{Application, Config};
+
+struct Server {
+    url: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let app = Application::build(config).await.expect("app builds");
+    let url = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    Server { url, _dir: dir, _stop: stop }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis(),
+    )
+    .expect("fits")
+}
+
+fn checkpoint(video: &str, device: &str, position: f64, at: u64) -> Checkpoint {
+    Checkpoint {
+        key: TitleKey::new("acct", "A", video),
+        position,
+        device_id: device.into(),
+        duration: Some(3600.0),
+        updated_at: Some(at),
+        event: None,
+        resumed_from: None,
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_round_trips() {
+    let s = server().await;
+    let client = Client::new(&s.url).expect("client");
+    let t = now_ms() - 10_000;
+    let answer = client.update(&checkpoint("V1", "tv", 1200.5, t)).await.expect("update");
+    assert_eq!(answer.outcome, "applied");
+    assert_eq!(answer.record.as_ref().map(|r| r.position), Some(1200.5));
+
+    let key = TitleKey::new("acct", "A", "V1");
+    let resume = client.resume(&key, Some("phone"), None).await.expect("resume");
+    assert_eq!(
+        (resume.action.as_str(), resume.position, resume.device_id.as_deref()),
+        ("resume", 1200.5, Some("tv"))
+    );
+    let prompt = client.resume(&key, Some("phone"), Some(2000.0)).await.expect("resume");
+    assert_eq!((prompt.action.as_str(), prompt.alternative), ("prompt", Some(2000.0)));
+
+    let profile = ProfileKey { account_id: "acct".into(), profile_id: "A".into() };
+    assert_eq!(client.continue_watching(&profile, Some(5)).await.expect("row").len(), 1);
+    client.hide(&key).await.expect("hide");
+    assert!(client.continue_watching(&profile, None).await.expect("row").is_empty());
+
+    let results = client
+        .batch(&[
+            checkpoint("V2", "tv", 60.0, t),
+            checkpoint("V2", "tv", 60.0, t),
+            Checkpoint { position: -1.0, ..checkpoint("V3", "tv", 1.0, t) },
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(results.len(), 3);
+    assert!(matches!(&results[2], BatchResult::Failed { error, .. } if error["field"] == "position"));
+
+    client.forget(&key).await.expect("forget");
+    assert!(!client.resume(&key, None, None).await.expect("resume").found);
+}
+
+#[tokio::test]
+async fn invalid_input_is_a_typed_api_error_naming_the_field() {
+    let s = server().await;
+    let client = Client::new(&s.url).expect("client");
+    let err = client
+        .update(&Checkpoint { position: -5.0, ..checkpoint("V1", "tv", 1.0, now_ms()) })
+        .await
+        .expect_err("rejected");
+    match err {
+        Error::Api { status, code, field, .. } => {
+            assert_eq!((status, code.as_str(), field.as_deref()), (400, "invalid_request", Some("position")))
+        }
+        other => panic!("expected an API error, got {other:?}"),
+    }
+    assert!(matches!(Client::new("ftp://x"), Err(Error::BaseUrl(_))));
+}
+
+#[tokio::test]
+async fn a_player_sends_what_the_policy_says_and_a_stale_tv_gets_a_conflict() {
+    let s = server().await;
+    let client = Client::new(&s.url).expect("client");
+    // A simulated clock: one second per tick.
+    let clock = Arc::new(AtomicU64::new(now_ms() - 3_600_000));
+    let key = TitleKey::new("acct", "A", "movie");
+    let tick_clock = Arc::clone(&clock);
+    let mut tv = Player::new(client.clone(), key.clone(), "tv")
+        .with_duration(3600.0)
+        .with_clock(move || tick_clock.load(Ordering::SeqCst));
+    let start = tv.resume(None).await.expect("resume");
+    assert_eq!(start.action, "start_over");
+    tv.play(0.0).await.expect("play");
+    let mut sent = 0;
+    for second in 1..=600u64 {
+        clock.fetch_add(1_000, Ordering::SeqCst);
+        sent += tv.tick(second as f64).await.expect("tick").sent.len();
+    }
+    assert_eq!(sent, 20, "one checkpoint per 30 s of play over 10 minutes");
+    clock.fetch_add(500, Ordering::SeqCst);
+    let paused = tv.pause(600.5).await.expect("pause");
+    assert_eq!(paused.sent.first().map(|(p, e, o)| (*p, *e, o.as_str())), Some((600.5, "pause", "applied")));
+
+    // The viewer continues on the phone to minute 40...
+    let phone_clock = Arc::clone(&clock);
+    let mut phone = Player::new(client.clone(), key.clone(), "phone")
+        .with_duration(3600.0)
+        .with_clock(move || phone_clock.load(Ordering::SeqCst));
+    let handoff = phone.resume(None).await.expect("resume");
+    assert_eq!(handoff.position, 600.5, "the phone resumes where the TV paused");
+    phone.play(handoff.position).await.expect("play");
+    clock.fetch_add(1_000, Ordering::SeqCst);
+    phone.seek(2400.0).await.expect("seek");
+    // ...and the forgotten TV, still playing, reports minute 11.
+    clock.fetch_add(60_000, Ordering::SeqCst);
+    tv.play(600.5).await.expect("play");
+    clock.fetch_add(60_000, Ordering::SeqCst);
+    let report = tv.tick(660.5).await.expect("tick");
+    assert!(report.conflict.as_ref().is_some_and(Error::is_conflict), "{report:?}");
+    let standing = client.resume(&key, None, None).await.expect("resume");
+    assert_eq!(standing.position, 2400.0, "the stale TV did not drag progress back");
+}
+
+#[tokio::test]
+async fn a_503_is_retried_and_honours_retry_after() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let app = axum::Router::new().route(
+        "/playback/resume",
+        axum::routing::get(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], "{}".to_owned())
+                } else {
+                    (
+                        axum::http::StatusCode::OK,
+                        [("retry-after", "0")],
+                        r#"{"found":false,"position":0,"action":"start_over","reason":"no_record"}"#
+                            .to_owned(),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Client::builder(&url).retries(2).build().expect("client");
+    let answer =
+        client.resume(&TitleKey::new("a", "A", "V"), None, None).await.expect("third attempt succeeds");
+    assert_eq!((answer.found, calls.load(Ordering::SeqCst)), (false, 3));
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_after_the_retries() {
+    // Accepts connections, never responds.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let client =
+        Client::builder(&url).timeout(Duration::from_millis(200)).retries(1).build().expect("client");
+    let started = Instant::now();
+    let err = client.resume(&TitleKey::new("a", "A", "V"), None, None).await.expect_err("times out");
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}

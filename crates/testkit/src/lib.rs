@@ -307,21 +307,26 @@ impl Drop for Server {
 /// Sends `signal` to `root` and every process descended from it. A process
 /// group is not enough: PostgreSQL puts each backend in a session of its own.
 fn signal_tree(root: u32, signal: Signal) -> Result<(), Error> {
-    let mut pids = vec![root];
+    // The root first: a stopped (or killed) parent cannot fork new children
+    // while the tree is walked.
+    send(root, signal)?;
+    let mut pids = children_of(root);
     let mut i = 0;
     while i < pids.len() {
+        send(pids[i], signal)?;
         pids.extend(children_of(pids[i]));
         i += 1;
     }
-    for pid in pids {
-        let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-        // A process may exit between listing and signalling; that is fine.
-        match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => return Err(format!("cannot send {signal} to {pid}: {e}")),
-        }
-    }
     Ok(())
+}
+
+fn send(pid: u32, signal: Signal) -> Result<(), Error> {
+    let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+    // A process may exit between listing and signalling; that is fine.
+    match nix::sys::signal::kill(Pid::from_raw(raw), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(format!("cannot send {signal} to {pid}: {e}")),
+    }
 }
 
 /// The direct children of `parent`, from `/proc/*/stat`.
@@ -444,12 +449,20 @@ mod tests {
         let stopped = |pid: u32| {
             fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+                // Stopped, or already dead (a zombie its stopped parent has not reaped).
+                .and_then(|s| {
+                    s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['T', 't', 'Z', 'X']))
+                })
                 .unwrap_or(true)
         };
         let children = children_of(root);
         assert!(!children.is_empty(), "postgres has background processes");
-        assert!(stopped(root) && children.iter().all(|c| stopped(*c)), "some postgres process still runs");
+        // Signals are delivered asynchronously: allow a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(stopped(root) && children.iter().all(|c| stopped(*c))) {
+            assert!(Instant::now() < deadline, "some postgres process still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         pg.thaw().expect("thaws");
         assert!(pg.probe());
     }

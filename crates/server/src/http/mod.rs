@@ -2,6 +2,7 @@
 //! cross-cutting layers (metrics, tracing, panic guard, body limit) and the
 //! JSON 404/405 fallbacks.
 
+pub mod assets;
 pub mod error;
 pub mod extract;
 pub mod openapi;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(playback::router())
         .merge(ops::router())
+        .merge(assets::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

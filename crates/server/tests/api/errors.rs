@@ -149,7 +149,7 @@ async fn a_body_over_64_kib_is_a_413() {
 async fn an_unknown_path_is_a_json_404() {
     let app = TestApp::spawn().await;
     assert_error(app.get("/playback/nope").await, StatusCode::NOT_FOUND, "not_found", None).await;
-    assert_error(app.get("/").await, StatusCode::NOT_FOUND, "not_found", None).await;
+    assert_error(app.get("/nowhere").await, StatusCode::NOT_FOUND, "not_found", None).await;
 }
 
 #[tokio::test]

@@ -74,3 +74,26 @@ async fn openapi_describes_every_endpoint() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_demo_page_and_the_js_sdk_are_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    for (path, content_type, needle) in [
+        ("/", "text/html", "/sdk/playmark.js"),
+        ("/demo.js", "text/javascript", "import"),
+        ("/demo.css", "text/css", "{"),
+        ("/sdk/playmark.js", "text/javascript", "CheckpointPolicy"),
+        ("/sdk/playmark.d.ts", "application/typescript", "CheckpointPolicy"),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let ct = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        assert!(response.text().await.expect("body").contains(needle), "{path} lacks {needle:?}");
+    }
+}

@@ -1,0 +1,295 @@
+// The demo page in a real browser: Debian's Chromium, driven by playwright-core.
+//
+//   PLAYMARK_BIN=/work/main/target/debug/playmark node --test demo.test.mjs
+//
+// It starts `playmark serve` on a free loopback port over a fresh data
+// directory, opens `/`, hands a title over from the TV to the Phone, makes
+// the Phone's resume a prompt, checks the continue-watching row, and saves a
+// screenshot to docs/demo.png.
+//
+// PLAYMARK_DEMO_PROXY=1 serves the page from the source tree
+// (crates/server/assets, sdk/js) and forwards everything else to the binary:
+// for working on the page with a binary that does not embed it yet.
+// CHROMIUM_PATH overrides /usr/bin/chromium.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, mkdir } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = process.env.PLAYMARK_BIN;
+const PROXY = process.env.PLAYMARK_DEMO_PROXY === '1';
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const SCREENSHOT = path.join(ROOT, 'docs', 'demo.png');
+const KEY = { account_id: 'acct-demo', profile_id: 'A' };
+
+/** Starts `playmark serve` and waits for its "playmark listening" log line. */
+async function startPlaymark(dataDir) {
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--log-format', 'json', '--data-dir', dataDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const tail = [];
+  const keep = (line) => {
+    tail.push(line);
+    if (tail.length > 50) tail.shift();
+  };
+  createInterface({ input: child.stderr }).on('line', keep);
+  const lines = createInterface({ input: child.stdout });
+  const addr = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`playmark did not listen within 30 s:\n${tail.join('\n')}`)), 30_000);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`playmark exited (${code ?? signal}) before listening:\n${tail.join('\n')}`));
+    });
+    // Keep reading stdout for the whole run, so the server never blocks on logging.
+    lines.on('line', (line) => {
+      keep(line);
+      let event;
+      try {
+        event = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (event.message === 'playmark listening' && event.addr) {
+        clearTimeout(timer);
+        resolve(event.addr);
+      }
+    });
+  });
+  child.removeAllListeners('exit');
+  return {
+    base: `http://${addr}`,
+    tail,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+const STATIC = {
+  '/': 'crates/server/assets/index.html',
+  '/demo.js': 'crates/server/assets/demo.js',
+  '/demo.css': 'crates/server/assets/demo.css',
+  '/sdk/playmark.js': 'sdk/js/playmark.js',
+};
+
+/** PLAYMARK_DEMO_PROXY: the page from the tree, the API from the binary. */
+async function startProxy(upstream) {
+  const target = new URL(upstream);
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    const file = STATIC[url.pathname];
+    if (file && req.method === 'GET') {
+      const body = await readFile(path.join(ROOT, file));
+      res.writeHead(200, { 'content-type': TYPES[path.extname(file) || '.html'] ?? TYPES['.html'], 'cache-control': 'no-store' });
+      res.end(body);
+      return;
+    }
+    const out = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode, up.headers);
+        up.pipe(res);
+      },
+    );
+    out.on('error', (e) => {
+      res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end(String(e));
+    });
+    req.pipe(out);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Polls `fn` until it returns a truthy value. */
+async function until(what, fn, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const clock = (sec) => `${Math.floor(sec / 60)}:${String(Math.floor(sec % 60)).padStart(2, '0')}`;
+
+test('the demo hands a title over from the TV to the Phone and prompts before a big jump back', {
+  timeout: 180_000,
+}, async (t) => {
+  assert.ok(BIN, 'set PLAYMARK_BIN to the playmark binary (e.g. target/debug/playmark); scripts/test does');
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'playmark-browser-data-'));
+  const profileDir = await mkdtemp(path.join(os.tmpdir(), 'playmark-browser-chromium-'));
+  const playmark = await startPlaymark(dataDir);
+  t.after(async () => {
+    await playmark.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  let base = playmark.base;
+  if (PROXY) {
+    const proxy = await startProxy(playmark.base);
+    t.after(() => proxy.stop());
+    base = proxy.base;
+  }
+  const api = async (p, init) => {
+    const res = await fetch(playmark.base + p, init);
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  };
+  const serverRecord = async (video_id) => {
+    const q = new URLSearchParams({ ...KEY, video_id });
+    const { body } = await api(`/playback/resume?${q}`);
+    return body.found ? body.record : null;
+  };
+
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 1100 },
+  });
+  t.after(async () => {
+    await context.close();
+    await rm(profileDir, { recursive: true, force: true });
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(`${m.text()} (${m.location().url})`);
+  });
+  const position = async (d) => parseFloat(await page.textContent(`#position-${d}`));
+
+  await page.goto(base + '/');
+  await page.waitForSelector('#title-tv option[value="sintel"]', { state: 'attached' });
+  assert.equal(await page.inputValue('#account'), 'acct-demo');
+  assert.equal(await page.inputValue('#profile'), 'A');
+  assert.equal(await page.isVisible('#prompt-tv'), false);
+  assert.equal(await page.isVisible('#prompt-phone'), false);
+
+  // 1. The TV plays Sintel at 60x until past 5 minutes, then pauses.
+  await page.selectOption('#title-tv', 'sintel');
+  await page.selectOption('#speed-tv', '60');
+  await page.click('#play-tv');
+  await page.waitForSelector('#device-tv[data-state="playing"]');
+  await page.waitForFunction(() => parseFloat(document.querySelector('#position-tv').textContent) >= 300, null, { timeout: 30_000 });
+  await page.click('#pause-tv');
+  await page.waitForSelector('#device-tv[data-state="paused"]');
+  const tvPaused = await position('tv');
+  assert.ok(tvPaused >= 300 && tvPaused < 600, `the TV paused at ${tvPaused}`);
+  const afterPause = await until('the TV pause on the server', async () => {
+    const r = await serverRecord('sintel');
+    return r && r.device_id === 'tv' && Math.abs(r.position - tvPaused) < 0.06 && r;
+  });
+  assert.equal(afterPause.duration, 888);
+  assert.ok((await page.locator('#log-tv li[data-kind="sent"]').count()) >= 2, 'the TV log shows checkpoints sent');
+  assert.ok((await page.locator('#log-tv li[data-kind="acked"]').count()) >= 1, 'the TV log shows acks');
+
+  // 2. The Phone picks Sintel and plays: it resumes where the TV paused.
+  await page.selectOption('#title-phone', 'sintel');
+  await page.selectOption('#speed-phone', '1');
+  await page.click('#play-phone');
+  await page.waitForSelector('#device-phone[data-state="playing"]');
+  const phoneStart = await position('phone');
+  assert.ok(Math.abs(phoneStart - tvPaused) <= 1, `the Phone resumed at ${phoneStart}, the TV paused at ${tvPaused}`);
+  assert.equal(await page.isVisible('#prompt-phone'), false);
+  await page.click('#pause-phone');
+  await page.waitForSelector('#device-phone[data-state="paused"]');
+
+  // 3. The Phone skips 6 minutes ahead (seeks are written at once); then the
+  //    TV, still at its own position, steps back a minute. The server now
+  //    holds the TV's position, more than 5 minutes behind the Phone's own.
+  for (let i = 0; i < 6; i++) await page.click('#seek-fwd-phone');
+  const phoneLocal = await position('phone');
+  assert.ok(phoneLocal >= tvPaused + 359, `the Phone is at ${phoneLocal}`);
+  await until('the Phone seek on the server', async () => {
+    const r = await serverRecord('sintel');
+    return r && r.device_id === 'phone' && Math.abs(r.position - phoneLocal) < 0.06;
+  });
+  await page.click('#seek-back-tv');
+  const tvBack = await position('tv');
+  const tvBackRecord = await until('the TV seek back on the server', async () => {
+    const r = await serverRecord('sintel');
+    return r && r.device_id === 'tv' && Math.abs(r.position - tvBack) < 0.06 && r;
+  });
+  assert.ok(phoneLocal - tvBack >= 300, `${phoneLocal} - ${tvBack} must be at least 5 min`);
+
+  // 4. The Phone presses Play: a jump back that large is asked, not applied.
+  await page.click('#play-phone');
+  await page.waitForSelector('#prompt-phone', { state: 'visible' });
+  const promptText = await page.textContent('#prompt-phone');
+  assert.match(promptText, new RegExp(`Resume from ${clock(tvBackRecord.position)}, watched on TV\\?`, 'i'));
+  assert.ok(await page.isVisible('#prompt-accept-phone'));
+  assert.ok(await page.isVisible('#prompt-keep-phone'));
+  assert.equal(await page.getAttribute('#device-phone', 'data-state'), 'prompt');
+  assert.ok(Math.abs((await position('phone')) - phoneLocal) < 0.2, 'the Phone did not move while asking');
+
+  // The continue-watching row shows the title.
+  await page.waitForSelector('#continue-watching [data-video-id="sintel"]');
+  assert.ok(await page.isVisible('#continue-watching [data-video-id="sintel"] .hide'));
+  assert.ok(await page.isVisible('#continue-watching [data-video-id="sintel"] .remove'));
+
+  await mkdir(path.dirname(SCREENSHOT), { recursive: true });
+  await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+  // 5. "Resume there": the Phone plays from the TV's position.
+  await page.click('#prompt-accept-phone');
+  await page.waitForSelector('#prompt-phone', { state: 'hidden' });
+  await page.waitForSelector('#device-phone[data-state="playing"]');
+  assert.ok(Math.abs((await position('phone')) - tvBack) <= 1, 'the Phone jumped to the TV position');
+  await page.click('#pause-phone');
+
+  // 6. Hide and Remove in the continue-watching row.
+  await page.click('#continue-watching [data-video-id="sintel"] .hide');
+  await page.waitForSelector('#continue-watching [data-video-id="sintel"]', { state: 'detached' });
+  assert.ok(await serverRecord('sintel'), 'hiding keeps the progress');
+  await page.selectOption('#title-tv', 'tears-of-steel');
+  await page.click('#play-tv');
+  await page.waitForFunction(() => parseFloat(document.querySelector('#position-tv').textContent) >= 90, null, { timeout: 30_000 });
+  await page.click('#pause-tv');
+  await page.waitForSelector('#continue-watching [data-video-id="tears-of-steel"]');
+  await page.click('#continue-watching [data-video-id="tears-of-steel"] .remove');
+  await page.waitForSelector('#continue-watching [data-video-id="tears-of-steel"]', { state: 'detached' });
+  assert.equal(await serverRecord('tears-of-steel'), null, 'removing forgets the progress');
+
+  assert.deepEqual(pageErrors, [], 'no errors in the page');
+});

@@ -5,6 +5,8 @@
 
 use std::process::ExitCode;
 
+mod loadgen;
+
 use clap::{Parser, Subcommand};
 use playmark_server::{Application, Config, telemetry};
 
@@ -21,12 +23,20 @@ struct Cli {
 enum Command {
     /// Run the service (embedded, durable store in --data-dir by default).
     Serve(Box<Config>),
+    /// Load a running playmark like viewers do, and measure latency and
+    /// throughput (see `playmark loadgen --help`).
+    Loadgen(Box<loadgen::LoadgenArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(config) => serve(*config),
+        Command::Loadgen(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(loadgen::run(*args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

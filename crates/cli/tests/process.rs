@@ -243,3 +243,114 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use by another process"), "{stderr}");
 }
+
+/// Runs `playmark loadgen --json --quiet` with `args` against `server`.
+async fn loadgen(server: &Server, args: &[&str]) -> Value {
+    let output = Command::new(BIN)
+        .args(["loadgen", "--target", &server.addr.to_string(), "--json", "--quiet"])
+        .args(args)
+        .output()
+        .await
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "loadgen failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("loadgen printed no JSON ({e}): {stdout}"))
+}
+
+fn kind<'a>(report: &'a Value, kind: &str) -> &'a Value {
+    report["summary"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["kind"] == kind))
+        .expect("a row per kind")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_preloads_then_runs_a_mixed_load_without_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path()).await;
+    let report = loadgen(
+        &server,
+        &[
+            "--preload",
+            "2000",
+            "--mode",
+            "mixed",
+            "--duration",
+            "1s",
+            "--concurrency",
+            "4",
+            "--accounts",
+            "400",
+        ],
+    )
+    .await;
+    assert_eq!(report["preload"]["records"], 2000);
+    for k in ["resume", "update"] {
+        let row = kind(&report, k);
+        assert!(row["requests"].as_u64() > Some(0), "{row}");
+        assert_eq!(row["errors"], 0, "{row}");
+        assert!(row["p50_ms"].as_f64() <= row["p99_ms"].as_f64());
+    }
+    // Preloaded titles are there.
+    let client = reqwest::Client::new();
+    let answer: Value = client
+        .get(format!("http://{}/playback/resume?account_id=acct-399&profile_id=A&video_id=V4", server.addr))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["found"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_open_loop_sends_about_the_rate_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path()).await;
+    let report =
+        loadgen(&server, &["--mode", "resume", "--rate", "200", "--duration", "1s", "--concurrency", "8"])
+            .await;
+    let requests = kind(&report, "resume")["requests"].as_u64().expect("count");
+    // An open loop sends what is due, no more: at most rate x duration.
+    assert!((1..=200).contains(&requests), "{requests} requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_viewers_switch_devices_without_handoff_violations_and_smart_writes_less() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path()).await;
+    let run = |mode: &'static str| {
+        let server = &server;
+        async move {
+            loadgen(
+                server,
+                &[
+                    "--mode",
+                    "viewers",
+                    "--viewers",
+                    "20",
+                    "--session",
+                    "30m",
+                    "--speedup",
+                    "3600",
+                    "--switch-share",
+                    "1",
+                    "--checkpointing",
+                    mode,
+                ],
+            )
+            .await
+        }
+    };
+    let smart = run("smart").await;
+    let naive = run("naive").await;
+    for report in [&smart, &naive] {
+        assert_eq!(report["viewers"]["handoffs"], 20, "{report}");
+        assert_eq!(report["viewers"]["handoff_violations"], 0, "{report}");
+        assert_eq!(kind(report, "update")["errors"], 0);
+    }
+    let (s, n) =
+        (smart["viewers"]["writes"].as_u64().expect("n"), naive["viewers"]["writes"].as_u64().expect("n"));
+    assert!(s * 3 <= n, "smart {s} writes vs naive {n}");
+}

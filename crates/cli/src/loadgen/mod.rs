@@ -1,0 +1,297 @@
+//! `playmark loadgen`: load a playmark the way viewers do, and measure it.
+//!
+//! - Raw modes (`resume`, `update`, `mixed`): at a fixed concurrency as fast
+//!   as possible (closed loop), or at a fixed `--rate` (open loop, latency
+//!   measured from each request's intended send time, so queueing shows).
+//! - `viewers`: simulated sessions the way the brief describes them: resume
+//!   at start, checkpoints while playing (smart: the shared policy; naive:
+//!   every 10 s), a pause, and a share of sessions that switch device
+//!   mid-way. After each switch the **handoff check**: the new device's
+//!   resume must return at least the position the old device last had
+//!   acknowledged. Time is compressed by `--speedup`.
+//! - `--preload N`: bulk-loads N synthetic records through the batch
+//!   endpoint first.
+//!
+//! Latencies go into HdrHistograms per request kind; the summary is a table
+//! (or JSON with `--json`).
+
+mod http;
+mod stats;
+mod viewers;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use http::Conn;
+use stats::Stats;
+
+/// What to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Only `GET /playback/resume`.
+    Resume,
+    /// Only `POST /playback/update`.
+    Update,
+    /// Both, `--update-share` of them updates.
+    Mixed,
+    /// Simulated viewers with sessions, pauses and device switches.
+    Viewers,
+}
+
+/// How simulated players decide when to checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Checkpointing {
+    /// The shared checkpoint policy (30 s moves, pause, stop, ...).
+    Smart,
+    /// Every 10 seconds, the brief's baseline.
+    Naive,
+}
+
+/// Every flag of `playmark loadgen`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// The playmark to load, host:port.
+    #[arg(long, env = "PLAYMARK_LOADGEN_TARGET", default_value = "127.0.0.1:8080")]
+    pub target: String,
+    /// What to send.
+    #[arg(long, env = "PLAYMARK_LOADGEN_MODE", value_enum, default_value_t = Mode::Mixed)]
+    pub mode: Mode,
+    /// Connections (workers) in raw modes.
+    #[arg(long, env = "PLAYMARK_LOADGEN_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// How long raw modes run.
+    #[arg(long, env = "PLAYMARK_LOADGEN_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Open loop: requests per second across all workers. 0 runs closed
+    /// loop (each worker sends as soon as its last answer arrived).
+    #[arg(long, env = "PLAYMARK_LOADGEN_RATE", default_value_t = 0.0)]
+    pub rate: f64,
+    /// In mixed mode, the share of requests that are updates (0 to 1).
+    #[arg(long, env = "PLAYMARK_LOADGEN_UPDATE_SHARE", default_value_t = 0.5)]
+    pub update_share: f64,
+    /// Distinct accounts in raw modes (each with profile A and titles V0..V4).
+    #[arg(long, env = "PLAYMARK_LOADGEN_ACCOUNTS", default_value_t = 100_000)]
+    pub accounts: u64,
+    /// Viewers mode: simulated viewers, all watching at once.
+    #[arg(long, env = "PLAYMARK_LOADGEN_VIEWERS", default_value_t = 200)]
+    pub viewers: usize,
+    /// Viewers mode: the simulated length of each session.
+    #[arg(long, env = "PLAYMARK_LOADGEN_SESSION", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub session: Duration,
+    /// Viewers mode: simulated seconds per real second.
+    #[arg(long, env = "PLAYMARK_LOADGEN_SPEEDUP", default_value_t = 60.0)]
+    pub speedup: f64,
+    /// Viewers mode: how players checkpoint.
+    #[arg(long, env = "PLAYMARK_LOADGEN_CHECKPOINTING", value_enum, default_value_t = Checkpointing::Smart)]
+    pub checkpointing: Checkpointing,
+    /// Viewers mode: the share of sessions that switch device mid-way (0 to 1).
+    #[arg(long, env = "PLAYMARK_LOADGEN_SWITCH_SHARE", default_value_t = 0.3)]
+    pub switch_share: f64,
+    /// Bulk-load this many synthetic records (accounts preload-0.. x 5
+    /// titles) before the run.
+    #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD", default_value_t = 0)]
+    pub preload: u64,
+    /// Print the results as JSON instead of a table.
+    #[arg(long, env = "PLAYMARK_LOADGEN_JSON")]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, env = "PLAYMARK_LOADGEN_QUIET")]
+    pub quiet: bool,
+}
+
+/// Runs the load and prints the results.
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((0.0..=1.0).contains(&args.update_share), "--update-share must be from 0 to 1");
+    anyhow::ensure!((0.0..=1.0).contains(&args.switch_share), "--switch-share must be from 0 to 1");
+    anyhow::ensure!(args.concurrency > 0 && args.viewers > 0, "--concurrency and --viewers must be above 0");
+    anyhow::ensure!(args.speedup > 0.0, "--speedup must be above 0");
+    let mut report = serde_json::Map::new();
+    if args.preload > 0 {
+        let (loaded, took) = preload(&args).await?;
+        report.insert("preload".into(), json!({"records": loaded, "seconds": took.as_secs_f64()}));
+        if !args.json {
+            println!(
+                "preloaded {loaded} records in {:.1} s ({:.0}/s)",
+                took.as_secs_f64(),
+                loaded as f64 / took.as_secs_f64()
+            );
+        }
+    }
+    let (summary, elapsed, extra) = match args.mode {
+        Mode::Viewers => {
+            let (stats, elapsed, sim) = viewers::run(&args).await;
+            (stats::summarize(&stats, elapsed), elapsed, Some(sim))
+        }
+        _ => {
+            let (stats, elapsed) = raw(&args).await;
+            (stats::summarize(&stats, elapsed), elapsed, None)
+        }
+    };
+    if args.json {
+        report.insert("mode".into(), json!(format!("{:?}", args.mode).to_lowercase()));
+        report.insert("seconds".into(), json!(elapsed.as_secs_f64()));
+        report.insert("summary".into(), serde_json::to_value(&summary)?);
+        if let Some(sim) = &extra {
+            report.insert("viewers".into(), serde_json::to_value(sim)?);
+        }
+        println!("{}", serde_json::Value::Object(report));
+    } else {
+        print!("{}", stats::table(&summary));
+        if let Some(sim) = &extra {
+            println!("{sim}");
+        }
+    }
+    let violations = extra.as_ref().map_or(0, |s| s.handoff_violations);
+    anyhow::ensure!(
+        violations == 0,
+        "{violations} handoff violations: a resume returned less than an acknowledged position"
+    );
+    Ok(())
+}
+
+fn progress(args: &LoadgenArgs, len: u64, what: &str) -> ProgressBar {
+    if args.quiet || args.json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {per_sec} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn checkpoint_body(account: &str, video: &str, position: f64, device: &str) -> String {
+    json!({"account_id": account, "profile_id": "A", "video_id": video, "position": position,
+           "device_id": device, "duration": 3600})
+    .to_string()
+}
+
+/// Raw modes: `concurrency` workers until the duration ends.
+async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let bar = progress(args, args.duration.as_secs(), &format!("{:?}", args.mode).to_lowercase());
+    let ticker = {
+        let (bar, done) = (bar.clone(), Arc::clone(&done));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                bar.set_position(start.elapsed().as_secs());
+                bar.set_message(format!("{} requests", done.load(Ordering::Relaxed)));
+            }
+        })
+    };
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (args, next, done) = (args.clone(), Arc::clone(&next), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut conn = Conn::new(&args.target);
+                let mut rng = fastrand::Rng::with_seed(w as u64 + 1);
+                let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
+                loop {
+                    let due = if args.rate > 0.0 {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let due = start + stats::intended_offset(i, args.rate);
+                        if due >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    } else {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        now
+                    };
+                    let account = format!("acct-{}", rng.u64(0..args.accounts.max(1)));
+                    let video = format!("V{}", rng.u8(0..5));
+                    let update = match args.mode {
+                        Mode::Update => true,
+                        Mode::Resume => false,
+                        _ => rng.f64() < args.update_share,
+                    };
+                    let (kind, status) = if update {
+                        let body = checkpoint_body(&account, &video, f64::from(rng.u32(0..3600)), "tv");
+                        ("update", conn.send(Method::POST, "/playback/update", Some(body)).await.0)
+                    } else {
+                        let path =
+                            format!("/playback/resume?account_id={account}&profile_id=A&video_id={video}");
+                        ("resume", conn.send(Method::GET, &path, None).await.0)
+                    };
+                    stats.entry(kind.to_owned()).or_default().record(due.elapsed(), status);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                stats
+            })
+        })
+        .collect();
+    let mut all: BTreeMap<String, Stats> = BTreeMap::new();
+    for worker in workers {
+        if let Ok(stats) = worker.await {
+            for (kind, s) in stats {
+                all.entry(kind).or_default().merge(&s);
+            }
+        }
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    (all, start.elapsed())
+}
+
+/// Bulk-loads `--preload` records through `POST /playback/batch`, 500 per
+/// request, 8 requests at a time.
+async fn preload(args: &LoadgenArgs) -> anyhow::Result<(u64, Duration)> {
+    const PER_BATCH: u64 = 500;
+    let total = args.preload;
+    let batches = total.div_ceil(PER_BATCH);
+    let next = Arc::new(AtomicU64::new(0));
+    let bar = progress(args, total, "preload");
+    let start = Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (target, next, bar) = (args.target.clone(), Arc::clone(&next), bar.clone());
+            tokio::spawn(async move {
+                let mut conn = Conn::new(&target);
+                let mut loaded = 0u64;
+                loop {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    if b >= batches {
+                        return Ok::<u64, anyhow::Error>(loaded);
+                    }
+                    let records = (b * PER_BATCH..((b + 1) * PER_BATCH).min(total))
+                        .map(|r| {
+                            json!({"account_id": format!("acct-{}", r / 5), "profile_id": "A",
+                                   "video_id": format!("V{}", r % 5), "position": (r % 3000) as f64 + 300.0,
+                                   "device_id": "preload", "duration": 3600})
+                        })
+                        .collect::<Vec<_>>();
+                    let n = records.len() as u64;
+                    let body = json!({"checkpoints": records}).to_string();
+                    let (status, _) = conn.send(Method::POST, "/playback/batch", Some(body)).await;
+                    anyhow::ensure!(status == 200, "preload batch {b} failed with HTTP {status}");
+                    loaded += n;
+                    bar.inc(n);
+                }
+            })
+        })
+        .collect();
+    let mut loaded = 0;
+    for worker in workers {
+        loaded += worker.await??;
+    }
+    bar.finish_and_clear();
+    Ok((loaded, start.elapsed()))
+}

@@ -1,0 +1,166 @@
+//! Latency histograms, error counts and the summary table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// What one kind of request (resume, update, ...) saw.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Latency in microseconds, 1 µs to 60 s, 3 significant figures.
+    pub latency: Histogram<u64>,
+    /// Failed requests by HTTP status (0: no answer).
+    pub errors: BTreeMap<u16, u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+impl Stats {
+    /// Records one request: its latency and, if it failed, its status.
+    pub fn record(&mut self, latency: Duration, status: u16) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+        self.latency.saturating_record(us);
+        if !(200..300).contains(&status) {
+            *self.errors.entry(status).or_default() += 1;
+        }
+    }
+
+    /// Adds another worker's numbers to these.
+    pub fn merge(&mut self, other: &Stats) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        for (status, n) in &other.errors {
+            *self.errors.entry(*status).or_default() += n;
+        }
+    }
+
+    /// Requests recorded.
+    pub fn count(&self) -> u64 {
+        self.latency.len()
+    }
+}
+
+/// One row of the summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The request kind.
+    pub kind: String,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests that did not succeed.
+    pub errors: u64,
+    /// Failed requests by status (`0`: no answer).
+    pub errors_by_status: BTreeMap<u16, u64>,
+    /// Requests per second over the run.
+    pub throughput: f64,
+    /// Latency percentiles, milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// The slowest.
+    pub max_ms: f64,
+}
+
+/// Summarizes each kind's numbers over `elapsed`.
+pub fn summarize(stats: &BTreeMap<String, Stats>, elapsed: Duration) -> Vec<Summary> {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let ms = |us: u64| us as f64 / 1000.0;
+    stats
+        .iter()
+        .map(|(kind, s)| Summary {
+            kind: kind.clone(),
+            requests: s.count(),
+            errors: s.errors.values().sum(),
+            errors_by_status: s.errors.clone(),
+            throughput: s.count() as f64 / secs,
+            p50_ms: ms(s.latency.value_at_quantile(0.50)),
+            p90_ms: ms(s.latency.value_at_quantile(0.90)),
+            p99_ms: ms(s.latency.value_at_quantile(0.99)),
+            p999_ms: ms(s.latency.value_at_quantile(0.999)),
+            max_ms: ms(s.latency.max()),
+        })
+        .collect()
+}
+
+/// The summary as a table a person reads.
+pub fn table(rows: &[Summary]) -> String {
+    let mut out = format!(
+        "{:<10} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "kind", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<10} {:>10} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
+            r.kind, r.requests, r.errors, r.throughput, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
+        ));
+        for (status, n) in &r.errors_by_status {
+            let what = if *status == 0 { "no answer".to_owned() } else { format!("HTTP {status}") };
+            out.push_str(&format!("{:<10} {n:>10} x {what}\n", ""));
+        }
+    }
+    out
+}
+
+/// When request `i` of an open-loop run at `rate` per second is due, from
+/// the start. Latency is measured from this intended time, so a server that
+/// falls behind shows its queueing instead of hiding it (no coordinated
+/// omission).
+pub fn intended_offset(i: u64, rate: f64) -> Duration {
+    Duration::from_secs_f64(i as f64 / rate.max(1e-9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_workers_adds_counts_and_keeps_the_extremes() {
+        let mut a = Stats::default();
+        let mut b = Stats::default();
+        for ms in [1, 2, 3] {
+            a.record(Duration::from_millis(ms), 200);
+        }
+        b.record(Duration::from_millis(50), 503);
+        b.record(Duration::from_micros(10), 0);
+        a.merge(&b);
+        assert_eq!(a.count(), 5);
+        assert_eq!(a.errors, BTreeMap::from([(0, 1), (503, 1)]));
+        assert!(a.latency.max() >= 49_900);
+        assert!(a.latency.min() <= 10);
+    }
+
+    #[test]
+    fn the_summary_has_throughput_and_percentiles() {
+        let mut s = Stats::default();
+        for ms in 1..=100 {
+            s.record(Duration::from_millis(ms), 200);
+        }
+        let rows = summarize(&BTreeMap::from([("resume".to_owned(), s)]), Duration::from_secs(2));
+        let r = &rows[0];
+        assert_eq!((r.requests, r.errors), (100, 0));
+        assert!((r.throughput - 50.0).abs() < 1e-9);
+        assert!((r.p50_ms - 50.0).abs() < 0.1, "{}", r.p50_ms);
+        assert!((r.p99_ms - 99.0).abs() < 0.1, "{}", r.p99_ms);
+        assert!(table(&rows).contains("resume"));
+    }
+
+    #[test]
+    fn open_loop_requests_are_due_at_even_intervals() {
+        assert_eq!(intended_offset(0, 1000.0), Duration::ZERO);
+        assert_eq!(intended_offset(500, 1000.0), Duration::from_millis(500));
+        assert_eq!(intended_offset(3, 2.0), Duration::from_millis(1500));
+    }
+}

@@ -15,6 +15,10 @@ use crate::{
 /// position is clamped to the duration instead.
 pub const POSITION_OVERSHOOT_SLACK_MS: u64 = 10_000;
 
+/// The largest time accepted in a request: 2^53 - 1 ms (the largest
+/// integer JSON carries exactly).
+pub const MAX_SAFE_MILLIS: u64 = (1 << 53) - 1;
+
 /// An invalid or missing request field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -185,6 +189,14 @@ impl TryFrom<CheckpointInput> for Checkpoint {
                 FieldError::invalid("event", "must be one of progress, pause, stop, background, seek")
             })?,
         };
+        // JSON numbers above 2^53 are not exact anywhere; beyond that a time
+        // is a client bug, and stores keep times as signed 64-bit integers.
+        if input.resumed_from.is_some_and(|ms| ms > MAX_SAFE_MILLIS) {
+            return Err(FieldError::invalid("resumed_from", "must be a time in ms since the epoch"));
+        }
+        if input.updated_at.is_some_and(|ms| ms > MAX_SAFE_MILLIS) {
+            return Err(FieldError::invalid("updated_at", "must be a time in ms since the epoch"));
+        }
         Ok(Checkpoint {
             key,
             device_id,
@@ -276,6 +288,13 @@ mod tests {
         assert_eq!(field_of(CheckpointInput { duration: Some(0.0), ..valid() }), "duration");
         assert_eq!(field_of(CheckpointInput { event: Some("rewind".into()), ..valid() }), "event");
         assert_eq!(field_of(CheckpointInput { device_id: Some("tv 1".into()), ..valid() }), "device_id");
+    }
+
+    #[test]
+    fn absurd_times_are_named() {
+        let huge = Some(u64::MAX);
+        assert_eq!(field_of(CheckpointInput { resumed_from: huge, ..valid() }), "resumed_from");
+        assert_eq!(field_of(CheckpointInput { updated_at: huge, ..valid() }), "updated_at");
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!   never fails the write: the key goes on a repair list that a background
 //!   task replays (compare-and-set again, so replaying is always safe) as
 //!   soon as the cache answers, so an older cached value cannot hide the
-//!   write for longer than the cache takes to come back. Entries also expire
-//!   after the cache TTL, which bounds anything the repair list lost.
+//!   write for longer than the cache takes to come back. A store write that
+//!   fails, times out or is abandoned may still commit: its key is removed
+//!   from the cache at once and again [`SUSPECT_RECHECK`] later. Entries also
+//!   expire after the cache TTL, which bounds anything the repair list lost.
 //! - **Read:** the cache with a short timeout. A hit answers; a miss, an
 //!   error or a timeout goes to the store, and the answer is put back into
 //!   the cache off the request path. If the store is down, cached entries
@@ -25,6 +27,13 @@ use playmark_store::{ProgressCache, ProgressStore, StoreError, Written};
 use tokio::sync::Notify;
 
 use crate::metrics::{CacheLabels, Metrics};
+
+/// When a write's fate is unknown (it failed, timed out or was abandoned,
+/// and may still commit), its cache entry is removed at once and again after
+/// this long, by when a late commit has landed: reads then refill from the
+/// store. A deadline or a departing client can never leave an older cached
+/// value in front of a committed write for longer than this.
+const SUSPECT_RECHECK: Duration = Duration::from_secs(2);
 
 /// Most keys waiting for repair; beyond it the TTL is the only bound.
 const MAX_PENDING_REPAIRS: usize = 100_000;
@@ -65,20 +74,69 @@ impl CachedStore {
         self.metrics.cache_lookups.get_or_create(&CacheLabels { result }).inc();
     }
 
-    /// Puts the standing entry into the cache; on failure, queues a repair.
-    async fn update_cache(&self, key: &ProgressKey, standing: &Entry) {
-        match tokio::time::timeout(self.timeout, self.cache.put(key, standing)).await {
-            Ok(Ok(_)) => {}
-            failed => {
-                self.metrics.cache_update_failures.inc();
-                let reason = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".into(),
-                };
-                tracing::debug!(error = %reason, "cache update failed; queued for repair");
-                self.repairs.push(key.clone(), standing.clone(), &self.metrics);
+    fn suspect(&self, key: &ProgressKey) -> Suspect {
+        Suspect { cache: Arc::clone(&self.cache), key: Some(key.clone()), timeout: self.timeout }
+    }
+
+    /// A store write, then the cache update. The update runs as its own
+    /// task, so it completes even if the caller stops waiting; a failed
+    /// update queues a repair; a store write whose fate is unknown
+    /// invalidates the key ([`Suspect`]).
+    async fn write_through(
+        &self,
+        key: &ProgressKey,
+        write: impl std::future::Future<Output = Result<Written, StoreError>>,
+    ) -> Result<Written, StoreError> {
+        let suspect = self.suspect(key);
+        let written = write.await?;
+        suspect.disarm();
+        let (cache, repairs, metrics, timeout) =
+            (Arc::clone(&self.cache), Arc::clone(&self.repairs), Arc::clone(&self.metrics), self.timeout);
+        let (key, standing) = (key.clone(), written.standing.clone());
+        let update = tokio::spawn(async move {
+            match tokio::time::timeout(timeout, cache.put(&key, &standing)).await {
+                Ok(Ok(_)) => {}
+                failed => {
+                    metrics.cache_update_failures.inc();
+                    let reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".into(),
+                    };
+                    tracing::debug!(error = %reason, "cache update failed; queued for repair");
+                    repairs.push(key, standing, &metrics);
+                }
             }
-        }
+        });
+        let _ = update.await;
+        Ok(written)
+    }
+}
+
+/// Armed before a store write; unless disarmed (the write's answer arrived
+/// and the cache update is under way), dropping it invalidates the key.
+struct Suspect {
+    cache: Arc<dyn ProgressCache>,
+    key: Option<ProgressKey>,
+    timeout: Duration,
+}
+
+impl Suspect {
+    fn disarm(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for Suspect {
+    fn drop(&mut self) {
+        let (Some(key), Ok(runtime)) = (self.key.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let (cache, timeout) = (Arc::clone(&self.cache), self.timeout);
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(timeout, cache.remove(&key)).await;
+            tokio::time::sleep(SUSPECT_RECHECK).await;
+            let _ = tokio::time::timeout(timeout, cache.remove(&key)).await;
+        });
     }
 }
 
@@ -167,9 +225,7 @@ impl ProgressStore for CachedStore {
         now: Timestamp,
         guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError> {
-        let written = self.store.upsert(key, progress, now, guard).await?;
-        self.update_cache(key, &written.standing).await;
-        Ok(written)
+        self.write_through(key, self.store.upsert(key, progress, now, guard)).await
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
@@ -203,11 +259,9 @@ impl ProgressStore for CachedStore {
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
-        let written = self.store.delete(key, now).await?;
         // The tombstone is cached too, so a cached older record cannot
         // resurface the title.
-        self.update_cache(key, &written.standing).await;
-        Ok(written)
+        self.write_through(key, self.store.delete(key, now)).await
     }
 
     async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {

@@ -55,7 +55,8 @@ impl NatsSink {
             .name("playmark")
             .connect(options.url.as_str())
             .await
-            .map_err(|e| error(format!("cannot connect to {}: {e}", options.url)))?;
+            // The URL may hold credentials: never in a message.
+            .map_err(|e| error(format!("cannot connect: {e}")))?;
         let jetstream = jetstream::new(client.clone());
         jetstream
             .get_or_create_stream(stream::Config {

@@ -253,3 +253,12 @@ async fn a_read_the_store_cannot_answer_in_time_is_a_503() {
     assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable", None).await;
     assert_eq!(app.get("/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn absurd_times_are_a_400_naming_the_field() {
+    let app = TestApp::spawn().await;
+    for field in ["resumed_from", "updated_at"] {
+        let response = app.update(&with(field, json!(u64::MAX))).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_request", Some(field)).await;
+    }
+}

@@ -160,6 +160,21 @@ impl TestApp {
         )
     }
 
+    /// The app over `store`, with settings adjusted by `tweak`.
+    pub async fn spawn_over(
+        store: Arc<dyn ProgressStore>,
+        dir: TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let app = Application::with_store(config, store).await.expect("app builds");
+        Self::run(
+            app,
+            Backend { dir, postgres_url: None, redis_prefix: String::new(), cluster: None, redis_url: None },
+        )
+    }
+
     fn run(app: Application, backend: Backend) -> Self {
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();

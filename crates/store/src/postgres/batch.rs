@@ -105,12 +105,17 @@ async fn apply(
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut ga, mut gp, mut gv, mut grf, mut gms) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (key, (progress, guard)) in winners {
+    // Rows in key order: concurrent batches then take row locks in the same
+    // order and cannot deadlock each other.
+    let mut ordered: Vec<_> = winners.iter().collect();
+    ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (key, (progress, guard)) in ordered {
         if let Some(g) = guard {
             ga.push(key.account_id.as_str());
             gp.push(key.profile_id.as_str());
             gv.push(key.video_id.as_str());
-            grf.push(millis(g.resumed_from)?);
+            // Saturate: one client's absurd value must not fail the batch.
+            grf.push(i64::try_from(g.resumed_from.as_millis()).unwrap_or(i64::MAX));
             gms.push(i64::try_from(g.max_regression_ms).unwrap_or(i64::MAX));
         }
         a.push(key.account_id.as_str());

@@ -279,7 +279,13 @@ fn closed() -> StoreError {
 /// Maps a driver error: a broken or refused connection is `Unavailable`
 /// (worth retrying), anything else is a backend failure.
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
-    if e.is_closed() || e.as_db_error().is_none() {
+    use tokio_postgres::error::SqlState;
+    // Serialization failures and deadlocks are routine on distributed SQL
+    // (and possible here): the statement did nothing, and a retry is safe.
+    let retryable = e
+        .code()
+        .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED);
+    if retryable || e.is_closed() || e.as_db_error().is_none() {
         StoreError::Unavailable { backend: BACKEND, reason: e.to_string() }
     } else {
         StoreError::Backend { backend: BACKEND, source: Box::new(e) }

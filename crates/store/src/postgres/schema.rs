@@ -115,9 +115,12 @@ pub(crate) const DELETE: &str = "INSERT INTO playmark_progress AS t \
      RETURNING updated_at";
 
 /// Deletes up to `$2` rows untouched since `$1`; index-friendly and portable
-/// (no `ctid`, no `DELETE ... LIMIT`).
+/// (no `ctid`, no `DELETE ... LIMIT`). The outer `touched_at` test matters:
+/// under READ COMMITTED a row written while this runs is re-checked against
+/// the outer condition only, and a fresh checkpoint must survive.
 pub(crate) const EXPIRE_BATCH: &str = "DELETE FROM playmark_progress WHERE (account_id, profile_id, video_id) IN \
-     (SELECT account_id, profile_id, video_id FROM playmark_progress WHERE touched_at < $1 LIMIT $2)";
+     (SELECT account_id, profile_id, video_id FROM playmark_progress WHERE touched_at < $1 LIMIT $2) \
+     AND touched_at < $1";
 
 /// Hides a live row from continue-watching; its progress is untouched.
 pub(crate) const HIDE: &str = "UPDATE playmark_progress SET hidden = true \

@@ -17,7 +17,7 @@ use crate::events::{EventError, EventSink, ProgressEvent};
 const BACKEND: &str = "nats";
 
 /// How to reach NATS and where to publish.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NatsOptions {
     /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`.
     pub url: String,
@@ -106,5 +106,16 @@ impl EventSink for NatsSink {
             async_nats::connection::State::Connected => Ok(()),
             state => Err(error(format!("connection is {state}"))),
         }
+    }
+}
+
+// The URL may hold credentials: never in Debug output.
+impl std::fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("url", &"***")
+            .field("subject", &self.subject)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
     }
 }

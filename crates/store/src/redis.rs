@@ -56,7 +56,7 @@ return 0
 "#;
 
 /// Where the cache lives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum RedisTopology {
     /// One Redis server, e.g. `redis://127.0.0.1:6379`.
     Single(String),
@@ -65,7 +65,7 @@ pub enum RedisTopology {
 }
 
 /// How to use Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisOptions {
     /// The server or cluster.
     pub topology: RedisTopology,
@@ -278,4 +278,24 @@ fn decode(fields: &[Option<String>]) -> Result<Option<Entry>, String> {
         },
         hidden: false,
     })))
+}
+
+// URLs may hold passwords: Debug shows how many servers, never their URLs.
+impl std::fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTopology::Single(_) => f.write_str("Single(***)"),
+            RedisTopology::Cluster(urls) => write!(f, "Cluster({} seeds, ***)", urls.len()),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("topology", &self.topology)
+            .field("key_prefix", &self.key_prefix)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }

@@ -54,3 +54,29 @@ mod memory {
 
     playmark_store::cache_conformance_tests!(fresh);
 }
+
+#[test]
+fn connection_options_never_show_a_password_in_debug_output() {
+    let redis = RedisOptions {
+        topology: RedisTopology::Cluster(vec![
+            "redis://u:hunter2@a:6379".into(),
+            "redis://u:hunter2@b:6379".into(),
+        ]),
+        key_prefix: "pm:".into(),
+        ttl: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+    };
+    let postgres = playmark_store::postgres::PostgresOptions {
+        url: "postgres://u:hunter2@db/x".into(),
+        ..Default::default()
+    };
+    let nats = playmark_store::nats::NatsOptions {
+        url: "nats://u:hunter2@n:4222".into(),
+        subject: "s".into(),
+        stream: "S".into(),
+        timeout: Duration::from_secs(1),
+    };
+    for shown in [format!("{redis:?}"), format!("{postgres:?}"), format!("{nats:?}")] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

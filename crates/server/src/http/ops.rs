@@ -28,15 +28,15 @@ pub struct Health {
     /// `ok` (alive), `ready`, `degraded` (the store answers, a cache or
     /// event sink does not) or `unavailable` (the store does not answer).
     pub status: &'static str,
-    /// Each dependency (`store`, `cache`, `events`) and its state: `ok`, or
-    /// what is wrong.
+    /// Each dependency (`store`, `cache`, `events`) and its state: `ok` or
+    /// `unreachable` (the cause is in the log).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub checks: Option<Checks>,
 }
 
 /// Each dependency (`store`, and `cache` and `events` when configured) and
-/// its state: `ok`, or what is wrong.
+/// its state: `ok` or `unreachable` (the cause is in the log).
 pub type Checks = std::collections::BTreeMap<&'static str, String>;
 
 /// The process is up.
@@ -61,10 +61,18 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         (true, false) => (StatusCode::OK, "degraded"),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
+    // The cause goes to the log, not to whoever can reach /readyz: driver
+    // messages and paths are internals.
     let checks = readiness
         .checks
         .into_iter()
-        .map(|(name, result)| (name, result.map_or_else(|e| e, |()| "ok".to_owned())))
+        .map(|(name, result)| match result {
+            Ok(()) => (name, "ok".to_owned()),
+            Err(e) => {
+                tracing::warn!(dependency = name, error = %e, "readiness check failed");
+                (name, "unreachable".to_owned())
+            }
+        })
         .collect();
     (code, Json(Health { status, checks: Some(checks) }))
 }

@@ -36,7 +36,7 @@ const BACKEND: &str = "postgres";
 const EXPIRE_BATCH_ROWS: i64 = 1_000;
 
 /// How to reach PostgreSQL and how hard to use it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// A libpq-style URL or key=value string, e.g.
     /// `postgres://playmark@db:5432/playmark`.
@@ -57,6 +57,17 @@ impl Default for PostgresOptions {
             max_batch: 512,
             connect_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+// The URL may hold a password: never in Debug output.
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &"***")
+            .field("pool_size", &self.pool_size)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
     }
 }
 

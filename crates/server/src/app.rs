@@ -33,15 +33,21 @@ impl Application {
     /// Connects the configured store, cache and event sink, and binds the
     /// listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Flags are checked before anything is opened or connected.
         config.validate().map_err(anyhow::Error::msg)?;
         let store = open_store(&config).await?;
-        Self::with_store(config, store).await
+        Self::assemble(config, store).await
     }
 
     /// Like [`build`](Self::build), on a store the caller provides (the
     /// configured cache and event sink still apply).
     pub async fn with_store(config: Config, store: Arc<dyn ProgressStore>) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
+        Self::assemble(config, store).await
+    }
+
+    /// Binds and wires everything around `store`; `config` is validated.
+    async fn assemble(config: Config, store: Arc<dyn ProgressStore>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!("cannot listen on {} (is another server using it? try --listen)", config.listen)
         })?;

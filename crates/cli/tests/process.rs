@@ -58,6 +58,19 @@ async fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
     Server { child, addr, logs }
 }
 
+/// `GET /playback/resume` for profile A of `account`, as JSON.
+async fn resume(client: &reqwest::Client, server: &Server, account: &str, video: &str) -> Value {
+    client
+        .get(format!("http://{}/playback/resume", server.addr))
+        .query(&[("account_id", account), ("profile_id", "A"), ("video_id", video)])
+        .send()
+        .await
+        .expect("resume sent")
+        .json()
+        .await
+        .expect("JSON answer")
+}
+
 #[derive(Debug, Clone)]
 struct Acked {
     video: String,
@@ -134,17 +147,8 @@ async fn kill_9_storm(data_dir: &Path, flags: &[&str]) {
     }
 
     let server = start_with(data_dir, flags).await;
-    let resume = format!("http://{}/playback/resume", server.addr);
     for a in &acked {
-        let answer: Value = client
-            .get(&resume)
-            .query(&[("account_id", "acct"), ("profile_id", "A"), ("video_id", &a.video)])
-            .send()
-            .await
-            .expect("resume sent")
-            .json()
-            .await
-            .expect("JSON answer");
+        let answer = resume(&client, &server, "acct", &a.video).await;
         assert_eq!(answer["found"], true, "acknowledged write {a:?} was lost");
         assert_eq!(answer["position"], a.position, "acknowledged write {a:?} changed");
     }
@@ -182,15 +186,7 @@ async fn sigterm_stops_cleanly_with_exit_code_zero_and_keeps_data() {
     assert!(logs.iter().any(|l| l.contains("playmark stopped cleanly")), "{logs:#?}");
 
     let server = start(dir.path()).await;
-    let answer: Value = client
-        .get(format!("http://{}/playback/resume?account_id=acct&profile_id=A&video_id=V1", server.addr))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(answer["position"], 42);
+    assert_eq!(resume(&client, &server, "acct", "V1").await["position"], 42);
 }
 
 #[test]
@@ -292,16 +288,7 @@ async fn loadgen_preloads_then_runs_a_mixed_load_without_errors() {
         assert!(row["p50_ms"].as_f64() <= row["p99_ms"].as_f64());
     }
     // Preloaded titles are there.
-    let client = reqwest::Client::new();
-    let answer: Value = client
-        .get(format!("http://{}/playback/resume?account_id=acct-399&profile_id=A&video_id=V4", server.addr))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(answer["found"], true);
+    assert_eq!(resume(&reqwest::Client::new(), &server, "acct-399", "V4").await["found"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,10 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+/// The same allocator as `playmark`, so the comparison is like for like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BODY: &str = r#"{"found":true,"position":1200.5,"action":"resume","reason":"in_progress"}"#;
 
 async fn answer() -> impl IntoResponse {

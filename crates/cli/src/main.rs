@@ -10,6 +10,12 @@ mod loadgen;
 use clap::{Parser, Subcommand};
 use playmark_server::{Application, Config, telemetry};
 
+/// mimalloc instead of glibc malloc: the request path and the embedded
+/// store's page buffers allocate and free constantly, and glibc's arenas
+/// showed up as 7 to 14% of the server's CPU samples (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Cross-device playback resume: players send progress checkpoints, any
 /// device of the same profile asks where to resume.
 #[derive(Debug, Parser)]

@@ -17,8 +17,8 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     /// The matched route, e.g. `/playback/update`, or `unmatched`.
     pub route: String,
-    /// The HTTP method.
-    pub method: String,
+    /// The HTTP method, or `other`.
+    pub method: &'static str,
     /// The response status code.
     pub status: u16,
 }
@@ -28,8 +28,8 @@ pub struct RequestLabels {
 pub struct RouteLabels {
     /// The matched route.
     pub route: String,
-    /// The HTTP method.
-    pub method: String,
+    /// The HTTP method, or `other`.
+    pub method: &'static str,
 }
 
 /// Labels of a store operation.

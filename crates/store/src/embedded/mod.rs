@@ -3,7 +3,9 @@
 //! - Writes go through one writer thread with group commit ([`writer`]):
 //!   every acknowledged write has been fsynced (`Durability::Immediate`) and
 //!   survives `kill -9` or power loss.
-//! - Reads open their own MVCC snapshot and never wait for the writer. A point
+//! - Reads use an MVCC snapshot and never wait for the writer. The writer
+//!   publishes a snapshot of each commit ([`Latest`]) before it answers, so
+//!   readers share it instead of opening a transaction per request. A point
 //!   read is a B-tree lookup in redb's page cache, microseconds long, so `get`
 //!   runs inline on the async task like a short mutex section would; the scans
 //!   (`list_profile`, `expire`) run on the blocking pool.
@@ -13,12 +15,12 @@ mod codec;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{ProgressStore, StoreError, Written};
@@ -26,6 +28,7 @@ use codec::{decode_value, encode_key, prefix_end, profile_prefix, video_of};
 use writer::{Command, Op};
 
 const BACKEND: &str = "embedded";
+type ProgressTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 const PROGRESS: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("progress_v1");
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "playmark.redb";
@@ -53,6 +56,7 @@ impl Default for EmbeddedOptions {
 /// The redb-backed [`ProgressStore`].
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    latest: Arc<Latest>,
     path: PathBuf,
     writes: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -96,18 +100,20 @@ impl EmbeddedStore {
         init().map_err(backend_error)?;
 
         let db = Arc::new(db);
+        let latest = Arc::new(Latest::default());
+        latest.refresh(&db);
         let (writes, rx) = mpsc::channel(options.queue_capacity.max(1));
-        let writer_db = Arc::clone(&db);
+        let (writer_db, writer_latest) = (Arc::clone(&db), Arc::clone(&latest));
         let max_batch = options.max_batch.max(1);
         let writer = std::thread::Builder::new()
             .name("playmark-writer".into())
-            .spawn(move || writer::run(writer_db, rx, max_batch))
+            .spawn(move || writer::run(writer_db, writer_latest, rx, max_batch))
             .map_err(|e| StoreError::Unavailable {
                 backend: BACKEND,
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         tracing::info!(path = %path.display(), "embedded store open");
-        Ok(Self { db, path, writes, writer: Mutex::new(Some(writer)) })
+        Ok(Self { db, latest, path, writes, writer: Mutex::new(Some(writer)) })
     }
 
     /// Where the database file lives.
@@ -126,9 +132,46 @@ impl EmbeddedStore {
 }
 
 /// A read-only view of the progress table in a fresh snapshot.
-fn read_table(db: &Database) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+fn read_table(db: &Database) -> Result<ProgressTable, StoreError> {
     let txn = db.begin_read().map_err(|e| backend_error(e.into()))?;
     txn.open_table(PROGRESS).map_err(|e| backend_error(e.into()))
+}
+
+/// The progress table as of the newest commit, shared by every reader.
+///
+/// Opening a read transaction per request costs a lock in redb's
+/// transaction tracker and a table-tree lookup; sharing one snapshot costs a
+/// reference count. The writer calls [`Latest::refresh`] after each commit
+/// and before it answers anyone, so a read that starts after a write was
+/// acknowledged sees that write. If a snapshot cannot be opened, readers
+/// open their own until the next commit succeeds in publishing one. A held
+/// snapshot pins only the pages the next commit frees, until it is replaced.
+#[derive(Default)]
+pub(crate) struct Latest {
+    table: RwLock<Option<Arc<ProgressTable>>>,
+}
+
+impl Latest {
+    /// Publishes a snapshot of what is committed now.
+    pub(crate) fn refresh(&self, db: &Database) {
+        let fresh = match read_table(db) {
+            Ok(table) => Some(Arc::new(table)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a read snapshot; readers will open their own");
+                None
+            }
+        };
+        *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+    }
+
+    /// The newest snapshot, or a fresh one of the reader's own.
+    fn table(&self, db: &Database) -> Result<Arc<ProgressTable>, StoreError> {
+        let shared = self.table.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match shared {
+            Some(table) => Ok(table),
+            None => read_table(db).map(Arc::new),
+        }
+    }
 }
 
 /// One step of an expiry scan.
@@ -194,13 +237,13 @@ impl ProgressStore for EmbeddedStore {
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
-        let table = read_table(&self.db)?;
+        let table = self.latest.table(&self.db)?;
         let row = table.get(encode_key(key).as_slice()).map_err(|e| backend_error(e.into()))?;
         row.map(|v| decode_value(v.value()).map(|s| s.entry)).transpose()
     }
 
     async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
-        let table = read_table(&self.db)?;
+        let table = self.latest.table(&self.db)?;
         let prefix = profile_prefix(profile);
         blocking(move || {
             let end = prefix_end(&prefix);

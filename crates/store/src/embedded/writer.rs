@@ -15,7 +15,7 @@ use redb::{Database, Durability, ReadableTable, Table};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{Stored, decode_value, encode_value};
-use super::{BACKEND, PROGRESS};
+use super::{BACKEND, Latest, PROGRESS};
 use crate::{StoreError, Written};
 
 /// What the writer is asked to do.
@@ -68,7 +68,7 @@ impl Pending {
 }
 
 /// Runs the writer loop until every sender is gone or a `Close` arrives.
-pub(crate) fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Command>, max_batch: usize) {
+pub(crate) fn run(db: Arc<Database>, latest: Arc<Latest>, mut rx: mpsc::Receiver<Command>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut close = None;
     while close.is_none() {
@@ -88,7 +88,7 @@ pub(crate) fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Command>, max_batch:
                 next = rx.try_recv().ok();
             }
         }
-        commit(&db, &mut batch);
+        commit(&db, &latest, &mut batch);
     }
     // Writes queued after a Close are dropped unanswered: their callers see
     // the store as closed.
@@ -99,7 +99,7 @@ pub(crate) fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Command>, max_batch:
     tracing::debug!("embedded store writer stopped");
 }
 
-fn commit(db: &Database, batch: &mut Vec<Op>) {
+fn commit(db: &Database, latest: &Latest, batch: &mut Vec<Op>) {
     if batch.is_empty() {
         return;
     }
@@ -107,7 +107,11 @@ fn commit(db: &Database, batch: &mut Vec<Op>) {
     let mut pending = Vec::with_capacity(size);
     let outcome = apply(db, batch.drain(..), &mut pending);
     match outcome {
-        Ok(()) => pending.into_iter().for_each(|p| p.send(None)),
+        Ok(()) => {
+            // Readers must see the commit before anyone hears it happened.
+            latest.refresh(db);
+            pending.into_iter().for_each(|p| p.send(None));
+        }
         Err(e) => {
             tracing::error!(error = %e, batch = size, "embedded store commit failed; nothing in the batch was acknowledged");
             let reason = e.to_string();

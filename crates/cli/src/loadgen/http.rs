@@ -21,6 +21,11 @@ impl Conn {
         Self { addr: addr.to_owned(), host: addr.to_owned(), sender: None }
     }
 
+    /// Opens the connection now rather than on the first request.
+    pub async fn connect(&mut self) -> std::io::Result<()> {
+        self.sender().await.map(drop)
+    }
+
     async fn sender(&mut self) -> std::io::Result<&mut SendRequest<Full<Bytes>>> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             let stream = TcpStream::connect(&self.addr).await?;

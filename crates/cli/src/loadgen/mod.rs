@@ -28,6 +28,7 @@ use clap::{Args, ValueEnum};
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use http::Conn;
 use stats::Stats;
@@ -177,9 +178,26 @@ fn checkpoint_body(account: &str, video: &str, position: f64, device: &str) -> S
 }
 
 /// Raw modes: `concurrency` workers until the duration ends.
+///
+/// Every connection is opened before the clock starts, so connection setup
+/// (and a listen backlog overflowing when hundreds connect at once) is not
+/// measured. In open loop a pacer thread releases one permit per request as
+/// it falls due, checking every 100 µs: tokio's timers tick in whole
+/// milliseconds, which would add up to a millisecond to every latency. The
+/// first idle worker takes the permit; when none is idle, the permit waits
+/// and its latency, counted from the intended send time, includes the wait.
 async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
+    let mut conns = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let mut conn = Conn::new(&args.target);
+        // A failure here shows up as "no answer" errors: each request retries
+        // the connection.
+        let _ = conn.connect().await;
+        conns.push(conn);
+    }
     let start = Instant::now();
     let deadline = start + args.duration;
+    let pacer = (args.rate > 0.0).then(|| Pacer::start(start, args.duration, args.rate));
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let bar = progress(args, args.duration.as_secs(), &format!("{:?}", args.mode).to_lowercase());
@@ -193,28 +211,30 @@ async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
             }
         })
     };
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|w| {
+    let workers: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut conn)| {
             let (args, next, done) = (args.clone(), Arc::clone(&next), Arc::clone(&done));
+            let permits = pacer.as_ref().map(|p| Arc::clone(&p.permits));
             tokio::spawn(async move {
-                let mut conn = Conn::new(&args.target);
                 let mut rng = fastrand::Rng::with_seed(w as u64 + 1);
                 let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
                 loop {
-                    let due = if args.rate > 0.0 {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let due = start + stats::intended_offset(i, args.rate);
-                        if due >= deadline {
-                            break;
+                    let due = match &permits {
+                        Some(permits) => {
+                            // Closed at the end of the run.
+                            let Ok(permit) = permits.acquire().await else { break };
+                            permit.forget();
+                            start + stats::intended_offset(next.fetch_add(1, Ordering::Relaxed), args.rate)
                         }
-                        tokio::time::sleep_until(due.into()).await;
-                        due
-                    } else {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
+                        None => {
+                            let now = Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
+                            now
                         }
-                        now
                     };
                     let account = format!("acct-{}", rng.u64(0..args.accounts.max(1)));
                     let video = format!("V{}", rng.u8(0..5));
@@ -246,9 +266,52 @@ async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
             }
         }
     }
+    if let Some(pacer) = pacer {
+        pacer.join();
+    }
     ticker.abort();
     bar.finish_and_clear();
     (all, start.elapsed())
+}
+
+/// The open-loop clock: a thread that adds a permit for each request as it
+/// falls due, and closes the permits when the run is over (after every
+/// released permit has been taken, so no due request is skipped).
+struct Pacer {
+    permits: Arc<Semaphore>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Pacer {
+    fn start(start: Instant, duration: Duration, rate: f64) -> Self {
+        let permits = Arc::new(Semaphore::new(0));
+        let released = Arc::clone(&permits);
+        let thread = std::thread::spawn(move || {
+            let mut sent = 0u64;
+            loop {
+                let elapsed = start.elapsed();
+                let due = stats::due_by(elapsed, duration, rate);
+                released.add_permits(usize::try_from(due - sent).unwrap_or(usize::MAX));
+                sent = due;
+                if elapsed >= duration {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            // Let the workers take what is still queued (bounded, in case
+            // they are stuck on a server that stopped answering).
+            let drain = Instant::now();
+            while released.available_permits() > 0 && drain.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            released.close();
+        });
+        Self { permits, thread }
+    }
+
+    fn join(self) {
+        let _ = self.thread.join();
+    }
 }
 
 /// Bulk-loads `--preload` records through `POST /playback/batch`, 500 per

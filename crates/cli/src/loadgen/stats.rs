@@ -122,9 +122,40 @@ pub fn intended_offset(i: u64, rate: f64) -> Duration {
     Duration::from_secs_f64(i as f64 / rate.max(1e-9))
 }
 
+/// How many requests of an open-loop run at `rate` are due `elapsed` after
+/// the start (request 0 is due at once), counting only those due before
+/// `end`.
+pub fn due_by(elapsed: Duration, end: Duration, rate: f64) -> u64 {
+    let due = |t: Duration| (t.as_secs_f64() * rate.max(1e-9)).floor() as u64 + 1;
+    if elapsed >= end {
+        // Requests due exactly at `end` are not part of the run.
+        (end.as_secs_f64() * rate.max(1e-9)).ceil() as u64
+    } else {
+        due(elapsed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_loop_schedule_releases_requests_as_they_fall_due() {
+        let end = Duration::from_secs(2);
+        assert_eq!(due_by(Duration::ZERO, end, 1000.0), 1, "request 0 is due at the start");
+        assert_eq!(due_by(Duration::from_micros(999), end, 1000.0), 1);
+        assert_eq!(due_by(Duration::from_millis(1), end, 1000.0), 2);
+        assert_eq!(due_by(Duration::from_millis(1500), end, 1000.0), 1501);
+        assert_eq!(due_by(Duration::from_secs(5), end, 1000.0), 2000, "2 s at 1000/s is 2000 requests");
+        assert_eq!(due_by(Duration::from_secs(5), end, 3.0), 6);
+        // Every released request is due: its intended time is not ahead.
+        for ms in 0..2000 {
+            let elapsed = Duration::from_millis(ms);
+            let n = due_by(elapsed, end, 333.0);
+            assert!(intended_offset(n - 1, 333.0) <= elapsed);
+            assert!(intended_offset(n, 333.0) > elapsed || n == due_by(end, end, 333.0));
+        }
+    }
 
     #[test]
     fn merging_workers_adds_counts_and_keeps_the_extremes() {

@@ -158,6 +158,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProgressStore>> {
             let store = PostgresStore::connect(PostgresOptions {
                 url: config.postgres_url.expose().to_owned(),
                 pool_size: config.postgres_pool_size,
+                writers: config.postgres_writers,
                 max_batch: config.postgres_max_batch,
                 ..PostgresOptions::default()
             })

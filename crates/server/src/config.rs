@@ -155,9 +155,15 @@ pub struct Config {
     )]
     pub postgres_url: Secret,
 
-    /// PostgreSQL connections per node (each also coalesces writes).
+    /// PostgreSQL connections per node.
     #[arg(long, env = "PLAYMARK_POSTGRES_POOL_SIZE", default_value_t = 16)]
     pub postgres_pool_size: usize,
+
+    /// Tasks per node that coalesce checkpoints into multi-row PostgreSQL
+    /// statements (at most the pool size). Fewer make bigger batches; raise
+    /// it when the database is many milliseconds away.
+    #[arg(long, env = "PLAYMARK_POSTGRES_WRITERS", default_value_t = 2)]
+    pub postgres_writers: usize,
 
     /// Most checkpoints written by one PostgreSQL statement.
     #[arg(long, env = "PLAYMARK_POSTGRES_MAX_BATCH", default_value_t = 512)]
@@ -290,6 +296,12 @@ impl Config {
         if self.sweep_interval.is_zero() {
             return Err("--sweep-interval must be above zero".into());
         }
+        if !(1..=self.postgres_pool_size).contains(&self.postgres_writers) {
+            return Err(format!(
+                "--postgres-writers ({}) must be from 1 to --postgres-pool-size ({})",
+                self.postgres_writers, self.postgres_pool_size
+            ));
+        }
         if self.write_timeout.is_zero() || self.read_timeout.is_zero() || self.cache_timeout.is_zero() {
             return Err("--write-timeout, --read-timeout and --cache-timeout must be above zero".into());
         }
@@ -321,6 +333,15 @@ mod tests {
         let c = Standalone::parse_from(["playmark", "--min-resume-percent", "95"]).config;
         assert!(c.validate().is_err());
         assert!(Standalone::try_parse_from(["playmark", "--max-resume-percent", "101"]).is_err());
+    }
+
+    #[test]
+    fn postgres_writers_must_fit_in_the_pool() {
+        let parse = |args: &[&str]| Standalone::parse_from([&["playmark"], args].concat()).config.validate();
+        assert_eq!(parse(&["--postgres-writers", "4", "--postgres-pool-size", "4"]), Ok(()));
+        let refused = parse(&["--postgres-writers", "5", "--postgres-pool-size", "4"]);
+        assert!(refused.is_err_and(|e| e.contains("--postgres-writers (5)")));
+        assert!(parse(&["--postgres-writers", "0"]).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use playmark_store::conformance::Fixture;
 use playmark_store::postgres::{PostgresOptions, PostgresStore};
 
 fn options(url: String) -> PostgresOptions {
-    PostgresOptions { url, pool_size: 4, max_batch: 256, connect_timeout: Duration::from_secs(5) }
+    PostgresOptions { url, pool_size: 4, writers: 2, max_batch: 256, connect_timeout: Duration::from_secs(5) }
 }
 
 async fn fresh() -> Fixture {

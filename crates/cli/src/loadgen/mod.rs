@@ -118,11 +118,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         let (loaded, took) = preload(&args).await?;
         report.insert("preload".into(), json!({"records": loaded, "seconds": took.as_secs_f64()}));
         if !args.json {
-            println!(
+            emit(&format!(
                 "preloaded {loaded} records in {:.1} s ({:.0}/s)",
                 took.as_secs_f64(),
                 loaded as f64 / took.as_secs_f64()
-            );
+            ))?;
         }
     }
     let (summary, elapsed, extra) = match args.mode {
@@ -142,11 +142,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         if let Some(sim) = &extra {
             report.insert("viewers".into(), serde_json::to_value(sim)?);
         }
-        println!("{}", serde_json::Value::Object(report));
+        emit(&serde_json::Value::Object(report).to_string())?;
     } else {
-        print!("{}", stats::table(&summary));
+        emit(stats::table(&summary).trim_end())?;
         if let Some(sim) = &extra {
-            println!("{sim}");
+            emit(&sim.to_string())?;
         }
     }
     let violations = extra.as_ref().map_or(0, |s| s.handoff_violations);
@@ -155,6 +155,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         "{violations} handoff violations: a resume returned less than an acknowledged position"
     );
     Ok(())
+}
+
+/// Prints one line of results. A reader that has gone away (`| head -1`)
+/// is not worth a panic: the rest of the output is dropped.
+fn emit(line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
+    }
 }
 
 fn progress(args: &LoadgenArgs, len: u64, what: &str) -> ProgressBar {

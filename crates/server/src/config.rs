@@ -221,8 +221,10 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_EVENTS_QUEUE", default_value_t = 10_000)]
     pub events_queue: usize,
 
-    /// Page cache of the embedded store, in MiB.
-    #[arg(long, env = "PLAYMARK_EMBEDDED_CACHE_MB", default_value_t = 256)]
+    /// Page cache of the embedded store, in MiB. It fills only with pages
+    /// that are read, so a small store stays small; size it to the database
+    /// file to serve every resume from memory.
+    #[arg(long, env = "PLAYMARK_EMBEDDED_CACHE_MB", default_value_t = 1024)]
     pub embedded_cache_mb: usize,
 
     /// On shutdown, how long in-flight requests may take to finish.

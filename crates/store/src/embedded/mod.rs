@@ -49,7 +49,7 @@ pub struct EmbeddedOptions {
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        Self { cache_size_bytes: 256 * 1024 * 1024, queue_capacity: 8_192, max_batch: 1_024 }
+        Self { cache_size_bytes: 1024 * 1024 * 1024, queue_capacity: 8_192, max_batch: 1_024 }
     }
 }
 

@@ -298,7 +298,9 @@ impl Config {
         if self.sweep_interval.is_zero() {
             return Err("--sweep-interval must be above zero".into());
         }
-        if !(1..=self.postgres_pool_size).contains(&self.postgres_writers) {
+        if self.store == StoreKind::Postgres
+            && !(1..=self.postgres_pool_size).contains(&self.postgres_writers)
+        {
             return Err(format!(
                 "--postgres-writers ({}) must be from 1 to --postgres-pool-size ({})",
                 self.postgres_writers, self.postgres_pool_size
@@ -339,11 +341,16 @@ mod tests {
 
     #[test]
     fn postgres_writers_must_fit_in_the_pool() {
-        let parse = |args: &[&str]| Standalone::parse_from([&["playmark"], args].concat()).config.validate();
+        let parse = |args: &[&str]| {
+            Standalone::parse_from([&["playmark", "--store", "postgres"], args].concat()).config.validate()
+        };
         assert_eq!(parse(&["--postgres-writers", "4", "--postgres-pool-size", "4"]), Ok(()));
         let refused = parse(&["--postgres-writers", "5", "--postgres-pool-size", "4"]);
         assert!(refused.is_err_and(|e| e.contains("--postgres-writers (5)")));
         assert!(parse(&["--postgres-writers", "0"]).is_err());
+        // The PostgreSQL flags do not matter to the embedded store.
+        let embedded = Standalone::parse_from(["playmark", "--postgres-pool-size", "1"]).config;
+        assert_eq!(embedded.validate(), Ok(()));
     }
 
     #[test]

@@ -285,8 +285,9 @@ async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
 }
 
 /// The open-loop clock: a thread that adds a permit for each request as it
-/// falls due, and closes the permits when the run is over (after every
-/// released permit has been taken, so no due request is skipped).
+/// falls due, and closes the permits when the run is over, once every
+/// released permit has been taken. If the workers are still 60 s behind
+/// then, the rest are not sent, and a warning says how many.
 struct Pacer {
     permits: Arc<Semaphore>,
     thread: std::thread::JoinHandle<()>,
@@ -313,6 +314,10 @@ impl Pacer {
             let drain = Instant::now();
             while released.available_permits() > 0 && drain.elapsed() < Duration::from_secs(60) {
                 std::thread::sleep(Duration::from_millis(1));
+            }
+            let unsent = released.available_permits();
+            if unsent > 0 {
+                eprintln!("loadgen: {unsent} due requests were not sent: the target stayed 60 s behind");
             }
             released.close();
         });

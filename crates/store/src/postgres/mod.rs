@@ -9,8 +9,9 @@
 //!   queued checkpoints and write it with one multi-row statement over
 //!   `unnest` arrays ([`batch`]). Throughput grows with concurrency instead
 //!   of paying a round trip per checkpoint. Fewer writers make bigger
-//!   batches: on one 2-core box, 2 writers wrote 26K checkpoints/s where 16
-//!   wrote 16K (64 clients); more help only when the database is far away.
+//!   batches: on one 2-core box, 2 writers wrote 22.6K checkpoints/s where
+//!   16 wrote 18.4K (64 clients, medians of three runs); more help only
+//!   when the database is far away.
 //! - The schema is created on start ([`schema::migrate`]).
 
 mod batch;

@@ -126,12 +126,12 @@ pub fn intended_offset(i: u64, rate: f64) -> Duration {
 /// the start (request 0 is due at once), counting only those due before
 /// `end`.
 pub fn due_by(elapsed: Duration, end: Duration, rate: f64) -> u64 {
-    let due = |t: Duration| (t.as_secs_f64() * rate.max(1e-9)).floor() as u64 + 1;
+    let rate = rate.max(1e-9);
     if elapsed >= end {
         // Requests due exactly at `end` are not part of the run.
-        (end.as_secs_f64() * rate.max(1e-9)).ceil() as u64
+        (end.as_secs_f64() * rate).ceil() as u64
     } else {
-        due(elapsed)
+        (elapsed.as_secs_f64() * rate).floor() as u64 + 1
     }
 }
 

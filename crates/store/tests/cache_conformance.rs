@@ -1,6 +1,6 @@
-//! The cache conformance suite on every cache: the shared Redis (a unique key
-//! prefix per case), a private three-node Redis Cluster, and the in-process
-//! memory cache.
+//! The cache conformance suite on every cache: the shared Redis and the
+//! shared three-node Redis Cluster (a unique key prefix per case), and the
+//! in-process memory cache.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +36,9 @@ mod redis_cluster {
     use super::*;
 
     async fn fresh(ttl: Duration) -> CacheFixture {
-        let cluster = playmark_testkit::RedisCluster::start(3).expect("cluster forms");
-        let seeds = cluster.nodes.iter().map(|n| n.url()).collect();
+        let seeds = playmark_testkit::shared::redis_cluster_urls().split(',').map(str::to_owned).collect();
         let cache = redis_cache(RedisTopology::Cluster(seeds), ttl).await;
-        CacheFixture { cache: Arc::new(cache), guard: Box::new(cluster) }
+        CacheFixture { cache: Arc::new(cache), guard: Box::new(()) }
     }
 
     playmark_store::cache_conformance_tests!(fresh);

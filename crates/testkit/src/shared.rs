@@ -6,7 +6,8 @@
 //!
 //! Override the addresses with `PLAYMARK_TEST_POSTGRES` (a server URL without
 //! a database, default `postgres://postgres@127.0.0.1:5432`),
-//! `PLAYMARK_TEST_REDIS` and `PLAYMARK_TEST_NATS`.
+//! `PLAYMARK_TEST_REDIS`, `PLAYMARK_TEST_REDIS_CLUSTER` (comma-separated seed
+//! URLs) and `PLAYMARK_TEST_NATS`.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,14 @@ pub fn postgres_url() -> Result<String, Error> {
 /// The shared Redis.
 pub fn redis_url() -> String {
     std::env::var("PLAYMARK_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The shared three-node Redis Cluster's seed URLs, comma-separated, as
+/// `--redis-url` takes them (`scripts/services` starts it).
+pub fn redis_cluster_urls() -> String {
+    std::env::var("PLAYMARK_TEST_REDIS_CLUSTER").unwrap_or_else(|_| {
+        ["7101", "7102", "7103"].map(|port| format!("redis://127.0.0.1:{port}")).join(",")
+    })
 }
 
 /// The shared NATS (with JetStream).

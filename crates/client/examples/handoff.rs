@@ -13,7 +13,7 @@ async fn main() -> Result<(), playmark_client::Error> {
     let mut tv = Player::new(client.clone(), key.clone(), "tv-livingroom").with_duration(888.0);
     let start = tv.resume(None).await?;
     println!("tv: {} at {} s ({})", start.action, start.position, start.reason);
-    tv.play(start.position).await?;
+    tv.play(start.position.as_secs()).await?;
     for second in 1..=95 {
         let report = tv.tick(f64::from(second)).await?;
         for (position, event, outcome) in report.sent {

@@ -6,7 +6,12 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::types::{BatchResult, Checkpoint, ProfileKey, Record, ResumeAnswer, TitleKey, UpdateAnswer};
+use playmark_wire::{
+    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, Record, ResumeResponse,
+    UpdateResponse,
+};
+
+use crate::types::{Checkpoint, ProfileKey, TitleKey};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +22,9 @@ pub enum Error {
     Api {
         /// The HTTP status.
         status: u16,
-        /// The stable error code, e.g. `invalid_request`, `conflict`.
-        code: String,
+        /// The stable error code. A code this client does not know (from a
+        /// newer server) is read as the one its status implies.
+        code: ErrorCode,
         /// What went wrong.
         message: String,
         /// The request field at fault.
@@ -43,7 +49,7 @@ pub enum Error {
 impl Error {
     /// True for a stale-device conflict (409).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Api { status: 409, .. })
+        matches!(self, Error::Api { code: ErrorCode::Conflict, .. })
     }
 }
 
@@ -108,7 +114,7 @@ impl Client {
 
     /// Records a checkpoint (`POST /playback/update`). A stale-device
     /// conflict is `Err(Error::Api { status: 409, record, .. })`.
-    pub async fn update(&self, checkpoint: &Checkpoint) -> Result<UpdateAnswer, Error> {
+    pub async fn update(&self, checkpoint: &Checkpoint) -> Result<UpdateResponse, Error> {
         let body = serde_json::to_value(checkpoint).map_err(|e| Error::Decode(e.to_string()))?;
         self.call(Method::POST, "/playback/update", move |r| r.json(&body)).await
     }
@@ -120,7 +126,7 @@ impl Client {
         key: &TitleKey,
         device_id: Option<&str>,
         local_position: Option<f64>,
-    ) -> Result<ResumeAnswer, Error> {
+    ) -> Result<ResumeResponse, Error> {
         let mut query: Vec<(&str, String)> = vec![
             ("account_id", key.account_id.clone()),
             ("profile_id", key.profile_id.clone()),
@@ -146,9 +152,9 @@ impl Client {
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
         }
-        let answer: Value =
+        let answer: ContinueWatchingResponse =
             self.call(Method::GET, "/playback/continue-watching", move |r| r.query(&query)).await?;
-        serde_json::from_value(answer["items"].clone()).map_err(|e| Error::Decode(e.to_string()))
+        Ok(answer.items)
     }
 
     /// Forgets a title (`DELETE /playback/progress`).
@@ -164,10 +170,11 @@ impl Client {
     }
 
     /// Records up to 500 checkpoints at once (`POST /playback/batch`).
-    pub async fn batch(&self, checkpoints: &[Checkpoint]) -> Result<Vec<BatchResult>, Error> {
+    pub async fn batch(&self, checkpoints: &[Checkpoint]) -> Result<Vec<BatchItem>, Error> {
         let body = json!({ "checkpoints": checkpoints });
-        let answer: Value = self.call(Method::POST, "/playback/batch", move |r| r.json(&body)).await?;
-        serde_json::from_value(answer["results"].clone()).map_err(|e| Error::Decode(e.to_string()))
+        let answer: BatchResponse =
+            self.call(Method::POST, "/playback/batch", move |r| r.json(&body)).await?;
+        Ok(answer.results)
     }
 
     async fn call<T: DeserializeOwned>(
@@ -229,13 +236,25 @@ impl Client {
     }
 }
 
+/// Reads an error answer leniently: a body that is not an [`ErrorBody`] (a
+/// proxy's page, a newer server's code) still gives an error with the
+/// status's code.
 async fn api_error(response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
+    if let Ok(ErrorBody { error, record }) = serde_json::from_value::<ErrorBody>(body.clone()) {
+        return Error::Api {
+            status,
+            code: error.code,
+            message: error.message,
+            field: error.field,
+            record: record.map(Box::new),
+        };
+    }
     let text = |v: &Value| v.as_str().map(str::to_owned);
     Error::Api {
         status,
-        code: text(&body["error"]["code"]).unwrap_or_else(|| "unknown".into()),
+        code: ErrorCode::from_status(status),
         message: text(&body["error"]["message"]).unwrap_or_else(|| format!("HTTP {status}")),
         field: text(&body["error"]["field"]),
         record: serde_json::from_value(body["record"].clone()).ok().map(Box::new),

@@ -17,9 +17,10 @@
 //! let key = TitleKey::new("acct-123", "A", "V1");
 //! let mut tv = Player::new(client, key, "tv-livingroom").with_duration(3600.0);
 //! let start = tv.resume(None).await?; // where to start, with the guardrails
-//! tv.play(start.position).await?;
-//! tv.tick(start.position + 31.0).await?; // sends: moved 30 s
-//! tv.pause(start.position + 40.0).await?; // sends: paused
+//! let at = start.position.as_secs();
+//! tv.play(at).await?;
+//! tv.tick(at + 31.0).await?; // sends: moved 30 s
+//! tv.pause(at + 40.0).await?; // sends: paused
 //! # Ok(()) }
 //! ```
 
@@ -31,4 +32,8 @@ mod types;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use player::{Player, Report};
-pub use types::{BatchResult, Checkpoint, ProfileKey, Record, ResumeAnswer, TitleKey, UpdateAnswer};
+pub use playmark_wire::{
+    BatchItem, ErrorCode, PlayerEvent, Record, ResumeAction, ResumeReason, ResumeResponse, Seconds,
+    UpdateOutcome, UpdateResponse,
+};
+pub use types::{Checkpoint, ProfileKey, TitleKey};

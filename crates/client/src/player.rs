@@ -1,17 +1,18 @@
 //! One title on one device: the shared checkpoint policy wired to the client.
 
-use playmark_core::{CheckpointConfig, CheckpointPolicy, PlayerInput, Skip};
+use playmark_core::{CheckpointConfig, CheckpointPolicy, PlayerEvent, PlayerInput, Skip};
+use playmark_wire::{ErrorCode, ResumeResponse, UpdateOutcome};
 
 use crate::client::{Client, Error};
-use crate::types::{Checkpoint, ResumeAnswer, TitleKey};
+use crate::types::{Checkpoint, TitleKey};
 
 /// What one player action led to.
 #[derive(Debug, Default)]
 pub struct Report {
     /// Checkpoints sent and acknowledged: `(position seconds, event, outcome)`.
-    pub sent: Vec<(f64, &'static str, String)>,
+    pub sent: Vec<(f64, PlayerEvent, UpdateOutcome)>,
     /// Why nothing was sent, when nothing was.
-    pub skipped: Option<&'static str>,
+    pub skipped: Option<Skip>,
     /// Sends that failed (dropped; the next checkpoint reconciles).
     pub failed: Vec<String>,
     /// A stale-device conflict: ask the viewer. Holds the error with the
@@ -86,7 +87,7 @@ impl Player {
 
     /// Asks where to start, with this device's own position if it has one,
     /// and remembers the record for the stale-device guard.
-    pub async fn resume(&mut self, local_position: Option<f64>) -> Result<ResumeAnswer, Error> {
+    pub async fn resume(&mut self, local_position: Option<f64>) -> Result<ResumeResponse, Error> {
         let answer = self.client.resume(&self.key, Some(&self.device_id), local_position).await?;
         self.seen = answer.record.as_ref().map(|r| r.updated_at);
         Ok(answer)
@@ -147,7 +148,7 @@ impl Player {
         let mut report = Report::default();
         let mut decision = self.policy.handle(input);
         if let Err(skip) = decision {
-            report.skipped = Some(skip.as_str());
+            report.skipped = Some(skip);
         }
         while let Ok(send) = decision {
             let checkpoint = Checkpoint {
@@ -156,18 +157,18 @@ impl Player {
                 device_id: self.device_id.clone(),
                 duration: self.duration,
                 updated_at: Some(send.at),
-                event: Some(send.event.as_str().to_owned()),
+                event: Some(send.event),
                 resumed_from: self.seen,
             };
             let ok = match self.client.update(&checkpoint).await {
                 Ok(answer) => {
-                    if answer.outcome == "applied" {
+                    if answer.outcome == UpdateOutcome::Applied {
                         self.seen = answer.record.as_ref().map(|r| r.updated_at).or(self.seen);
                     }
-                    report.sent.push((checkpoint.position, send.event.as_str(), answer.outcome));
+                    report.sent.push((checkpoint.position, send.event, answer.outcome));
                     true
                 }
-                Err(e @ Error::Api { status: 400, .. }) => return Err(e),
+                Err(e @ Error::Api { code: ErrorCode::InvalidRequest, .. }) => return Err(e),
                 Err(e) if e.is_conflict() => {
                     report.conflict = Some(e);
                     true
@@ -181,7 +182,7 @@ impl Player {
             decision = self.policy.handle(PlayerInput::Sent { now, ok });
         }
         if report.sent.is_empty() && report.skipped.is_none() {
-            report.skipped = Some(Skip::Nothing.as_str());
+            report.skipped = Some(Skip::Nothing);
         }
         Ok(report)
     }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use playmark_client::{BatchResult, Checkpoint, Client, Error, Player, ProfileKey, TitleKey};
+use playmark_client::Player;
+use playmark_client::{
+    BatchItem, Checkpoint, Client, Error, ErrorCode, PlayerEvent, ProfileKey, ResumeAction, Seconds,
+    TitleKey, UpdateOutcome,
+};
 use playmark_server::{Application, Config};
 
 struct Server {
@@ -55,17 +59,17 @@ async fn every_endpoint_round_trips() {
     let client = Client::new(&s.url).expect("client");
     let t = now_ms() - 10_000;
     let answer = client.update(&checkpoint("V1", "tv", 1200.5, t)).await.expect("update");
-    assert_eq!(answer.outcome, "applied");
-    assert_eq!(answer.record.as_ref().map(|r| r.position), Some(1200.5));
+    assert_eq!(answer.outcome, UpdateOutcome::Applied);
+    assert_eq!(answer.record.as_ref().map(|r| r.position), Some(Seconds(1_200_500)));
 
     let key = TitleKey::new("acct", "A", "V1");
     let resume = client.resume(&key, Some("phone"), None).await.expect("resume");
     assert_eq!(
-        (resume.action.as_str(), resume.position, resume.device_id.as_deref()),
-        ("resume", 1200.5, Some("tv"))
+        (resume.action, resume.position, resume.device_id.as_deref()),
+        (ResumeAction::Resume, Seconds(1_200_500), Some("tv"))
     );
     let prompt = client.resume(&key, Some("phone"), Some(2000.0)).await.expect("resume");
-    assert_eq!((prompt.action.as_str(), prompt.alternative), ("prompt", Some(2000.0)));
+    assert_eq!((prompt.action, prompt.alternative), (ResumeAction::Prompt, Some(Seconds(2_000_000))));
 
     let profile = ProfileKey { account_id: "acct".into(), profile_id: "A".into() };
     assert_eq!(client.continue_watching(&profile, Some(5)).await.expect("row").len(), 1);
@@ -81,7 +85,14 @@ async fn every_endpoint_round_trips() {
         .await
         .expect("batch");
     assert_eq!(results.len(), 3);
-    assert!(matches!(&results[2], BatchResult::Failed { error, .. } if error["field"] == "position"));
+    assert!(
+        matches!(&results[1], BatchItem::Done(d) if d.outcome == UpdateOutcome::Duplicate),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[2], BatchItem::Failed(f) if f.error.field.as_deref() == Some("position")),
+        "{results:?}"
+    );
 
     client.forget(&key).await.expect("forget");
     assert!(!client.resume(&key, None, None).await.expect("resume").found);
@@ -97,7 +108,7 @@ async fn invalid_input_is_a_typed_api_error_naming_the_field() {
         .expect_err("rejected");
     match err {
         Error::Api { status, code, field, .. } => {
-            assert_eq!((status, code.as_str(), field.as_deref()), (400, "invalid_request", Some("position")))
+            assert_eq!((status, code, field.as_deref()), (400, ErrorCode::InvalidRequest, Some("position")))
         }
         other => panic!("expected an API error, got {other:?}"),
     }
@@ -116,7 +127,7 @@ async fn a_player_sends_what_the_policy_says_and_a_stale_tv_gets_a_conflict() {
         .with_duration(3600.0)
         .with_clock(move || tick_clock.load(Ordering::SeqCst));
     let start = tv.resume(None).await.expect("resume");
-    assert_eq!(start.action, "start_over");
+    assert_eq!(start.action, ResumeAction::StartOver);
     tv.play(0.0).await.expect("play");
     let mut sent = 0;
     for second in 1..=600u64 {
@@ -126,7 +137,7 @@ async fn a_player_sends_what_the_policy_says_and_a_stale_tv_gets_a_conflict() {
     assert_eq!(sent, 20, "one checkpoint per 30 s of play over 10 minutes");
     clock.fetch_add(500, Ordering::SeqCst);
     let paused = tv.pause(600.5).await.expect("pause");
-    assert_eq!(paused.sent.first().map(|(p, e, o)| (*p, *e, o.as_str())), Some((600.5, "pause", "applied")));
+    assert_eq!(paused.sent.first(), Some(&(600.5, PlayerEvent::Pause, UpdateOutcome::Applied)));
 
     // The viewer continues on the phone to minute 40...
     let phone_clock = Arc::clone(&clock);
@@ -134,8 +145,8 @@ async fn a_player_sends_what_the_policy_says_and_a_stale_tv_gets_a_conflict() {
         .with_duration(3600.0)
         .with_clock(move || phone_clock.load(Ordering::SeqCst));
     let handoff = phone.resume(None).await.expect("resume");
-    assert_eq!(handoff.position, 600.5, "the phone resumes where the TV paused");
-    phone.play(handoff.position).await.expect("play");
+    assert_eq!(handoff.position, Seconds(600_500), "the phone resumes where the TV paused");
+    phone.play(handoff.position.as_secs()).await.expect("play");
     clock.fetch_add(1_000, Ordering::SeqCst);
     phone.seek(2400.0).await.expect("seek");
     // ...and the forgotten TV, still playing, reports minute 11.
@@ -145,7 +156,7 @@ async fn a_player_sends_what_the_policy_says_and_a_stale_tv_gets_a_conflict() {
     let report = tv.tick(660.5).await.expect("tick");
     assert!(report.conflict.as_ref().is_some_and(Error::is_conflict), "{report:?}");
     let standing = client.resume(&key, None, None).await.expect("resume");
-    assert_eq!(standing.position, 2400.0, "the stale TV did not drag progress back");
+    assert_eq!(standing.position, Seconds(2_400_000), "the stale TV did not drag progress back");
 }
 
 #[tokio::test]

@@ -72,46 +72,21 @@ pub fn parse_progress_key(
     Ok(ProgressKey { account_id, profile_id, video_id: parse_id("video_id", video_id, VideoId::parse)? })
 }
 
-/// What the player was doing when it sent a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum PlayerEvent {
-    /// A periodic progress report while playing.
-    #[default]
-    Progress,
-    /// The viewer paused.
-    Pause,
-    /// Playback stopped (the viewer left the player).
-    Stop,
-    /// The app went to the background.
-    Background,
-    /// The viewer deliberately jumped to a position.
-    Seek,
-}
-
-impl PlayerEvent {
-    /// Every event, in wire order.
-    pub const ALL: [PlayerEvent; 5] = [
-        PlayerEvent::Progress,
-        PlayerEvent::Pause,
-        PlayerEvent::Stop,
-        PlayerEvent::Background,
-        PlayerEvent::Seek,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PlayerEvent::Progress => "progress",
-            PlayerEvent::Pause => "pause",
-            PlayerEvent::Stop => "stop",
-            PlayerEvent::Background => "background",
-            PlayerEvent::Seek => "seek",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|e| e.as_str() == s)
+crate::wire_names! {
+    /// What the player was doing when it sent a checkpoint.
+    #[derive(Default)]
+    pub enum PlayerEvent {
+        /// A periodic progress report while playing.
+        #[default]
+        Progress = "progress",
+        /// The viewer paused.
+        Pause = "pause",
+        /// Playback stopped (the viewer left the player).
+        Stop = "stop",
+        /// The app went to the background.
+        Background = "background",
+        /// The viewer deliberately jumped to a position.
+        Seek = "seek",
     }
 }
 
@@ -133,7 +108,7 @@ pub struct CheckpointInput {
     /// `updated_at`, the client's event time in ms, optional.
     pub updated_at: Option<u64>,
     /// `event`, optional, defaults to `progress`.
-    pub event: Option<String>,
+    pub event: Option<PlayerEvent>,
     /// `resumed_from`, optional: the `updated_at` of the record the device
     /// resumed from or last wrote (arms the stale-device guard).
     pub resumed_from: Option<u64>,
@@ -183,12 +158,7 @@ impl TryFrom<CheckpointInput> for Checkpoint {
             }
             _ => position,
         };
-        let event = match input.event {
-            None => PlayerEvent::default(),
-            Some(name) => PlayerEvent::parse(&name).ok_or_else(|| {
-                FieldError::invalid("event", "must be one of progress, pause, stop, background, seek")
-            })?,
-        };
+        let event = input.event.unwrap_or_default();
         // JSON numbers above 2^53 are not exact anywhere; beyond that a time
         // is a client bug, and stores keep times as signed 64-bit integers.
         if input.resumed_from.is_some_and(|ms| ms > MAX_SAFE_MILLIS) {
@@ -244,7 +214,7 @@ mod tests {
             device_id: Some("tv-livingroom".into()),
             duration: Some(3600.0),
             updated_at: Some(1_764_270_000_000),
-            event: Some("pause".into()),
+            event: Some(PlayerEvent::Pause),
             resumed_from: None,
         }
     }
@@ -286,7 +256,6 @@ mod tests {
     fn invalid_values_are_named() {
         assert_eq!(field_of(CheckpointInput { position: Some(-1.0), ..valid() }), "position");
         assert_eq!(field_of(CheckpointInput { duration: Some(0.0), ..valid() }), "duration");
-        assert_eq!(field_of(CheckpointInput { event: Some("rewind".into()), ..valid() }), "event");
         assert_eq!(field_of(CheckpointInput { device_id: Some("tv 1".into()), ..valid() }), "device_id");
     }
 

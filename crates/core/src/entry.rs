@@ -1,21 +1,29 @@
 //! What a store holds for one key, and the rule that decides which write wins.
 //!
 //! The rule is last-write-wins on `updated_at`, made a *total* order so every
-//! backend and every replica breaks ties the same way: entries compare as
+//! backend and every replica breaks ties the same way: writes compare as
 //! `(updated_at, kind, device_id, position, duration)`, where at the same
-//! millisecond a deletion outranks a checkpoint. Merging is taking the maximum
-//! under that order, which makes it commutative, associative and idempotent:
-//! any arrival order of the same writes ends in the same entry.
+//! millisecond a deletion outranks a checkpoint ([`Entry::conflict_cmp`]).
+//! That order alone decides a write's [`Outcome`].
+//!
+//! `hidden` is not part of it: hiding changes no checkpoint, so replaying the
+//! checkpoint a hide applied to is a `duplicate`, and does not unhide it. The
+//! stored state is ordered by the conflict order *then* `hidden` (the derived
+//! [`Ord`]): hiding moves an entry up without making any checkpoint newer.
+//! Merging is taking the maximum under that order, which makes it
+//! commutative, associative and idempotent: any arrival order of the same
+//! writes and hides ends in the same entry. Caches keep entries under the
+//! same order, so a hidden copy replaces an unhidden copy of the same
+//! checkpoint, never the other way round.
 
 use std::cmp::Ordering;
 
 use crate::{DeviceId, Duration, Position, Timestamp};
 
 /// One checkpoint's worth of progress: where a profile is in a title.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Progress {
-    /// When the viewer was at `position` (after the skew clamp). Field order
-    /// matters: the derived order is the conflict rule's tuple.
+    /// When the viewer was at `position` (after the skew clamp).
     pub updated_at: Timestamp,
     /// The device that reported it.
     pub device_id: DeviceId,
@@ -55,18 +63,6 @@ pub enum Outcome {
     Conflict,
 }
 
-impl Outcome {
-    /// The wire name: `applied`, `stale` or `duplicate`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Stale => "stale",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Conflict => "conflict",
-        }
-    }
-}
-
 impl Entry {
     /// When this entry was written (the checkpoint's time, or the deletion's).
     pub fn updated_at(&self) -> Timestamp {
@@ -84,9 +80,22 @@ impl Entry {
         }
     }
 
-    /// Decides what `incoming` does to the `standing` entry (if any).
+    /// The conflict rule: `(updated_at, kind, device_id, position,
+    /// duration)`, a deletion above a checkpoint at the same millisecond.
+    /// `hidden` plays no part (see the [module docs](self)).
+    pub fn conflict_cmp(&self, other: &Entry) -> Ordering {
+        self.updated_at().cmp(&other.updated_at()).then_with(|| match (self, other) {
+            (Entry::Live(a), Entry::Live(b)) => a.checkpoint_cmp(b),
+            (Entry::Live(_), Entry::Deleted { .. }) => Ordering::Less,
+            (Entry::Deleted { .. }, Entry::Live(_)) => Ordering::Greater,
+            (Entry::Deleted { .. }, Entry::Deleted { .. }) => Ordering::Equal,
+        })
+    }
+
+    /// Decides what `incoming` does to the `standing` entry (if any), under
+    /// the conflict rule.
     pub fn merge(standing: Option<&Entry>, incoming: &Entry) -> Outcome {
-        match standing.map(|s| incoming.cmp(s)) {
+        match standing.map(|s| incoming.conflict_cmp(s)) {
             None | Some(Ordering::Greater) => Outcome::Applied,
             Some(Ordering::Equal) => Outcome::Duplicate,
             Some(Ordering::Less) => Outcome::Stale,
@@ -144,13 +153,39 @@ impl StaleGuard {
     }
 }
 
+impl Progress {
+    /// The conflict rule between two checkpoints: `(updated_at, device_id,
+    /// position, duration)`; `hidden` plays no part.
+    pub fn checkpoint_cmp(&self, other: &Progress) -> Ordering {
+        (self.updated_at, &self.device_id, self.position, self.duration).cmp(&(
+            other.updated_at,
+            &other.device_id,
+            other.position,
+            other.duration,
+        ))
+    }
+}
+
+/// The stored-state order: the conflict rule, then `hidden` (a hidden copy
+/// of a checkpoint is above the unhidden one).
+impl Ord for Progress {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.checkpoint_cmp(other).then(self.hidden.cmp(&other.hidden))
+    }
+}
+
+impl PartialOrd for Progress {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The stored-state order: the conflict rule, then `hidden`.
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.updated_at().cmp(&other.updated_at()).then_with(|| match (self, other) {
-            (Entry::Live(a), Entry::Live(b)) => a.cmp(b),
-            (Entry::Live(_), Entry::Deleted { .. }) => Ordering::Less,
-            (Entry::Deleted { .. }, Entry::Live(_)) => Ordering::Greater,
-            (Entry::Deleted { .. }, Entry::Deleted { .. }) => Ordering::Equal,
+        self.conflict_cmp(other).then_with(|| match (self, other) {
+            (Entry::Live(a), Entry::Live(b)) => a.hidden.cmp(&b.hidden),
+            _ => Ordering::Equal,
         })
     }
 }
@@ -239,6 +274,17 @@ mod tests {
         let gone = Entry::tombstone(Some(&ahead), Timestamp::from_millis(8_000));
         assert_eq!(gone, Entry::Deleted { at: Timestamp::from_millis(10_001) });
         assert_eq!(Entry::merge(Some(&ahead), &gone), Outcome::Applied);
+    }
+
+    #[test]
+    fn a_replay_after_a_hide_is_a_duplicate_and_stays_hidden() {
+        let shown = live(1_000, "tv", 5_000);
+        let Entry::Live(p) = shown.clone() else { unreachable!("live() builds live entries") };
+        let hidden = Entry::Live(Progress { hidden: true, ..p });
+        assert_eq!(Entry::merge(Some(&hidden), &shown), Outcome::Duplicate);
+        assert_eq!(hidden.clone().join(shown.clone()), hidden);
+        assert!(hidden > shown, "a hidden copy replaces the unhidden one in caches");
+        assert_eq!(Entry::merge(Some(&hidden), &live(1_001, "tv", 5_000)), Outcome::Applied);
     }
 
     #[test]

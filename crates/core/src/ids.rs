@@ -110,6 +110,20 @@ pub struct ProgressKey {
     pub video_id: VideoId,
 }
 
+/// `account/profile` (ids never contain `/`): for logs.
+impl fmt::Display for ProfileKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.account_id, self.profile_id)
+    }
+}
+
+/// `account/profile/video` (ids never contain `/`): for logs.
+impl fmt::Display for ProgressKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.account_id, self.profile_id, self.video_id)
+    }
+}
+
 impl ProgressKey {
     /// The profile partition this key belongs to.
     pub fn profile(&self) -> ProfileKey {

@@ -17,6 +17,9 @@
 //! - [`handoff`]: the resume guardrails for a device that has its own
 //!   position (ignore small regressions, prompt on big backward jumps).
 //! - [`policy`]: the player's [`CheckpointPolicy`]: when to send a checkpoint.
+//! - [`names`]: [`wire_names!`], which gives enums such as [`ResumeAction`]
+//!   their one set of wire names (with `serde` and `utoipa` support behind
+//!   the `serde` and `openapi` features).
 
 #![warn(missing_docs)]
 
@@ -24,6 +27,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod handoff;
 pub mod ids;
+pub mod names;
 pub mod policy;
 pub mod position;
 pub mod resume;

@@ -113,34 +113,22 @@ pub struct Send {
     pub at: u64,
 }
 
-/// Why an input did not produce a send, for logs and the demo page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// Nothing to send for this input.
-    Nothing,
-    /// Not playing: ticks are ignored.
-    NotPlaying,
-    /// The position moved less than the delta and the interval has not passed.
-    BelowDelta,
-    /// The position is the one last sent.
-    Unchanged,
-    /// Due, but a send is in flight: kept as the one waiting checkpoint.
-    QueuedInFlight,
-    /// Due, but offline: kept as the one waiting checkpoint.
-    QueuedOffline,
-}
-
-impl Skip {
-    /// A short wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Skip::Nothing => "nothing",
-            Skip::NotPlaying => "not_playing",
-            Skip::BelowDelta => "below_delta",
-            Skip::Unchanged => "unchanged",
-            Skip::QueuedInFlight => "queued_in_flight",
-            Skip::QueuedOffline => "queued_offline",
-        }
+crate::wire_names! {
+    /// Why an input did not produce a send, for logs and the demo page (the
+    /// names are those of `vectors/player-policy.json`).
+    pub enum Skip {
+        /// Nothing to send for this input.
+        Nothing = "nothing",
+        /// Not playing: ticks are ignored.
+        NotPlaying = "not_playing",
+        /// The position moved less than the delta and the interval has not passed.
+        BelowDelta = "below_delta",
+        /// The position is the one last sent.
+        Unchanged = "unchanged",
+        /// Due, but a send is in flight: kept as the one waiting checkpoint.
+        QueuedInFlight = "queued_in_flight",
+        /// Due, but offline: kept as the one waiting checkpoint.
+        QueuedOffline = "queued_offline",
     }
 }
 

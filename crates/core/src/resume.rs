@@ -7,57 +7,34 @@
 
 use crate::{Position, Progress};
 
-/// Why a decision was made; sent to clients so they can explain it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResumeReason {
-    /// Nothing recorded for this title.
-    NoRecord,
-    /// Watched less than the minimum resume percentage.
-    NotStarted,
-    /// Shorter than the minimum length worth resuming.
-    TooShort,
-    /// Watched past the maximum resume percentage.
-    Finished,
-    /// Part-way through: resume.
-    InProgress,
-    /// The server's position was only slightly behind the device's own:
-    /// the device keeps its position (see [`crate::handoff`]).
-    KeptLocal,
-}
-
-impl ResumeReason {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResumeReason::NoRecord => "no_record",
-            ResumeReason::NotStarted => "not_started",
-            ResumeReason::TooShort => "too_short",
-            ResumeReason::Finished => "finished",
-            ResumeReason::InProgress => "in_progress",
-            ResumeReason::KeptLocal => "kept_local",
-        }
+crate::wire_names! {
+    /// Why a decision was made; sent to clients so they can explain it.
+    pub enum ResumeReason {
+        /// Nothing recorded for this title.
+        NoRecord = "no_record",
+        /// Watched less than the minimum resume percentage.
+        NotStarted = "not_started",
+        /// Shorter than the minimum length worth resuming.
+        TooShort = "too_short",
+        /// Watched past the maximum resume percentage.
+        Finished = "finished",
+        /// Part-way through: resume.
+        InProgress = "in_progress",
+        /// The server's position was only slightly behind the device's own:
+        /// the device keeps its position (see [`crate::handoff`]).
+        KeptLocal = "kept_local",
     }
 }
 
-/// What the player should do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResumeAction {
-    /// Seek to the position and play.
-    Resume,
-    /// Play from the beginning.
-    StartOver,
-    /// Ask the viewer: the server's position is far behind the device's own.
-    Prompt,
-}
-
-impl ResumeAction {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResumeAction::Resume => "resume",
-            ResumeAction::StartOver => "start_over",
-            ResumeAction::Prompt => "prompt",
-        }
+crate::wire_names! {
+    /// What the player should do.
+    pub enum ResumeAction {
+        /// Seek to the position and play.
+        Resume = "resume",
+        /// Play from the beginning.
+        StartOver = "start_over",
+        /// Ask the viewer: the server's position is far behind the device's own.
+        Prompt = "prompt",
     }
 }
 

@@ -94,6 +94,6 @@ fn handoff_vectors() {
 #[test]
 fn every_player_event_round_trips_through_its_wire_name() {
     for e in PlayerEvent::ALL {
-        assert_eq!(PlayerEvent::parse(e.as_str()), Some(e));
+        assert_eq!(PlayerEvent::parse(e.as_str()), Some(*e));
     }
 }

@@ -83,7 +83,8 @@ impl Application {
             service = service.with_events(Publisher::start(sink, config.events_queue, Arc::clone(&metrics)));
         }
         let service = Arc::new(service);
-        Ok(Self { listener, addr, state: AppState { service, metrics }, config })
+        let state = AppState { service, metrics, reject_unknown_fields: config.reject_unknown_fields };
+        Ok(Self { listener, addr, state, config })
     }
 
     /// The address the server is bound to.

@@ -90,9 +90,16 @@ impl CachedStore {
         let suspect = self.suspect(key);
         let written = write.await?;
         suspect.disarm();
+        self.update_cache(key.clone(), written.standing.clone()).await;
+        Ok(written)
+    }
+
+    /// Puts what the store now holds into the cache, as its own task so it
+    /// completes even if the caller stops waiting; a failed update queues a
+    /// repair.
+    async fn update_cache(&self, key: ProgressKey, standing: Entry) {
         let (cache, repairs, metrics, timeout) =
             (Arc::clone(&self.cache), Arc::clone(&self.repairs), Arc::clone(&self.metrics), self.timeout);
-        let (key, standing) = (key.clone(), written.standing.clone());
         let update = tokio::spawn(async move {
             match tokio::time::timeout(timeout, cache.put(&key, &standing)).await {
                 Ok(Ok(_)) => {}
@@ -108,7 +115,6 @@ impl CachedStore {
             }
         });
         let _ = update.await;
-        Ok(written)
     }
 }
 
@@ -264,15 +270,33 @@ impl ProgressStore for CachedStore {
         self.write_through(key, self.store.delete(key, now)).await
     }
 
-    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
-        // Resume ignores the flag and continue-watching reads the store, so
-        // the cached copy needs no change.
-        self.store.hide(key).await
+    async fn hide(&self, key: &ProgressKey) -> Result<Option<Progress>, StoreError> {
+        // The hidden copy outranks the unhidden copy of the same checkpoint
+        // in the cache's compare-and-set, so it replaces it, and a refill
+        // racing with it cannot bring the unhidden one back.
+        let suspect = self.suspect(key);
+        let hidden = self.store.hide(key).await?;
+        suspect.disarm();
+        if let Some(p) = &hidden {
+            self.update_cache(key.clone(), Entry::Live(p.clone())).await;
+        }
+        Ok(hidden)
     }
 
-    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError> {
-        // Cached copies of purged rows expire with the cache TTL.
-        self.store.expire(untouched_since).await
+    async fn expire(&self, untouched_since: Timestamp, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
+        let purged = self.store.expire(untouched_since, limit).await?;
+        // A purged row must not live on in the cache. A write that lands
+        // between the purge and this removal only costs a cache miss.
+        let removals = purged.iter().map(|key| tokio::time::timeout(self.timeout, self.cache.remove(key)));
+        for (key, removed) in purged.iter().zip(futures::future::join_all(removals).await) {
+            if !matches!(removed, Ok(Ok(()))) {
+                // The entry lives until the cache TTL; nothing else can
+                // reach it, so record it for the operator.
+                self.metrics.cache_update_failures.inc();
+                tracing::debug!(%key, "could not remove a purged entry from the cache");
+            }
+        }
+        Ok(purged)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

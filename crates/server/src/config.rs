@@ -142,6 +142,13 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_READ_TIMEOUT", default_value = "120ms", value_parser = humantime::parse_duration)]
     pub read_timeout: Duration,
 
+    /// Refuse request bodies with fields the endpoint does not know (400
+    /// naming the field). Off by default: unknown fields are ignored and
+    /// named in a `Warning: 299` header, so old and new clients keep working
+    /// during a rollout.
+    #[arg(long, env = "PLAYMARK_REJECT_UNKNOWN_FIELDS")]
+    pub reject_unknown_fields: bool,
+
     /// The durable store.
     #[arg(long, env = "PLAYMARK_STORE", value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,

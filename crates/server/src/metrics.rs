@@ -96,6 +96,9 @@ pub struct Metrics {
     pub events_published: Counter,
     /// Events not published, by reason.
     pub events_dropped: Family<DropLabels, Counter>,
+    /// Request body fields the endpoint does not know (ignored with a
+    /// `Warning` header, or refused with `--reject-unknown-fields`).
+    pub unknown_fields: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -182,8 +185,15 @@ impl Default for Metrics {
             "Progress events not published, by reason",
             events_dropped.clone(),
         );
+        let unknown_fields = Counter::default();
+        registry.register(
+            "unknown_fields",
+            "Request body fields the endpoint does not know (a typo, or a newer client)",
+            unknown_fields.clone(),
+        );
         Self {
             registry,
+            unknown_fields,
             cache_lookups,
             cache_update_failures,
             cache_repairs_pending,

@@ -14,6 +14,7 @@ use playmark_core::{
     ResumeDecision, ResumePolicy, Timestamp, VideoId,
 };
 use playmark_store::{ProgressCache, ProgressEvent, ProgressStore, StoreError};
+use playmark_wire::{ErrorCode, UpdateOutcome};
 
 use crate::events::Publisher;
 use crate::metrics::{Metrics, OutcomeLabels};
@@ -21,23 +22,86 @@ use crate::metrics::{Metrics, OutcomeLabels};
 /// The first pause before a write is retried; doubled on every further try.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 
-/// The store could not serve a request within its deadline. Nothing was
-/// acknowledged; the client may retry (its next checkpoint reconciles).
-#[derive(Debug, thiserror::Error)]
-#[error("the {backend} store could not {op} in time: {reason}")]
-pub struct Unavailable {
-    /// Which backend.
-    pub backend: &'static str,
-    /// The operation that failed.
-    pub op: &'static str,
-    /// Why, for the log.
-    pub reason: String,
+/// A store operation, as the service names it in metrics, logs and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreOp {
+    /// A conditional checkpoint write.
+    Upsert,
+    /// A point read.
+    Get,
+    /// The continue-watching read.
+    ContinueWatching,
+    /// A deletion (tombstone).
+    Delete,
+    /// Hiding a title.
+    Hide,
+    /// A TTL purge batch.
+    Expire,
 }
 
-impl Unavailable {
-    /// How long clients should wait before retrying.
-    pub fn retry_after(&self) -> Duration {
-        Duration::from_secs(1)
+impl StoreOp {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Upsert => "upsert",
+            StoreOp::Get => "get",
+            StoreOp::ContinueWatching => "list_profile",
+            StoreOp::Delete => "delete",
+            StoreOp::Hide => "hide",
+            StoreOp::Expire => "expire",
+        }
+    }
+
+    /// True when the operation changes what is stored.
+    pub fn is_write(self) -> bool {
+        !matches!(self, StoreOp::Get | StoreOp::ContinueWatching)
+    }
+}
+
+/// Why the service could not answer, by kind: the HTTP layer maps each kind
+/// to its status without looking at messages.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The store could not serve the request in time: down, overloaded,
+    /// timed out, or out of disk. Nothing was acknowledged, and retrying later
+    /// is safe (a replayed write is a `duplicate`). HTTP 503.
+    #[error("the {backend} store could not {} in time: {reason}", op.as_str())]
+    Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// The operation that failed.
+        op: StoreOp,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// The store holds a record it cannot read: corruption, or a bug that
+    /// wrote it. HTTP 500; logged with the key.
+    #[error("the {backend} store holds a record it cannot read: {detail}")]
+    Corrupt {
+        /// Which backend.
+        backend: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The store failed in a way no retry fixes (a bug, a schema someone
+    /// changed). HTTP 500; logged.
+    #[error("the {backend} store failed: {reason}")]
+    Internal {
+        /// Which backend.
+        backend: &'static str,
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+impl ServiceError {
+    /// How long clients should wait before retrying, for the kinds a retry
+    /// can fix.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ServiceError::Unavailable { .. } => Some(Duration::from_secs(1)),
+            ServiceError::Corrupt { .. } | ServiceError::Internal { .. } => None,
+        }
     }
 }
 
@@ -154,7 +218,7 @@ impl PlaybackService {
 
     /// Records a checkpoint: clamp its time, conditionally write it, and
     /// report what stands. Returns only once the store has it durably.
-    pub async fn update(&self, checkpoint: Checkpoint) -> Result<Update, Unavailable> {
+    pub async fn update(&self, checkpoint: Checkpoint) -> Result<Update, ServiceError> {
         let now = now();
         let time = EventTime::resolve(checkpoint.client_time, now, self.options.max_skew_ms);
         if time.clamped {
@@ -164,12 +228,15 @@ impl PlaybackService {
         let progress = checkpoint.progress_at(time.at);
         let key = &checkpoint.key;
         let guard = checkpoint.guard(self.options.stale_guard_ms);
-        let written = self.write("upsert", || self.store.upsert(key, progress.clone(), now, guard)).await?;
+        let written =
+            self.write(StoreOp::Upsert, key, || self.store.upsert(key, progress.clone(), now, guard)).await?;
         let progress = match &written.standing {
             playmark_core::Entry::Live(p) => p.clone(),
             playmark_core::Entry::Deleted { .. } => progress,
         };
-        self.metrics.checkpoints.get_or_create(&OutcomeLabels { outcome: written.outcome.as_str() }).inc();
+        let outcome =
+            UpdateOutcome::try_from(written.outcome).map_or_else(ErrorCode::as_str, UpdateOutcome::as_str);
+        self.metrics.checkpoints.get_or_create(&OutcomeLabels { outcome }).inc();
         if let (Outcome::Applied, Some(events)) = (written.outcome, &self.events) {
             events.offer(ProgressEvent { key: key.clone(), progress });
         }
@@ -178,8 +245,8 @@ impl PlaybackService {
 
     /// Where `key`'s profile should resume the title, on a device that
     /// knows `local` (its own position), if anything.
-    pub async fn resume(&self, key: &ProgressKey, local: Option<Position>) -> Result<Resume, Unavailable> {
-        let entry = self.read("get", self.store.get(key)).await?;
+    pub async fn resume(&self, key: &ProgressKey, local: Option<Position>) -> Result<Resume, ServiceError> {
+        let entry = self.read(StoreOp::Get, key, self.store.get(key)).await?;
         let record = entry.and_then(|e| e.live().cloned());
         let handoff = self.options.handoff.decide(&self.options.policy, record.as_ref(), local);
         Ok(Resume { record, decision: handoff.decision, alternative: handoff.alternative })
@@ -187,8 +254,8 @@ impl PlaybackService {
 
     /// Hides a title from the profile's continue-watching row, keeping its
     /// progress. Returns whether there was progress to hide.
-    pub async fn hide(&self, key: &ProgressKey) -> Result<bool, Unavailable> {
-        self.write("hide", || self.store.hide(key)).await
+    pub async fn hide(&self, key: &ProgressKey) -> Result<bool, ServiceError> {
+        self.write(StoreOp::Hide, key, || self.store.hide(key)).await.map(|hidden| hidden.is_some())
     }
 
     /// The profile's titles in progress, newest first: not finished, not
@@ -197,8 +264,9 @@ impl PlaybackService {
         &self,
         profile: &ProfileKey,
         limit: usize,
-    ) -> Result<Vec<(VideoId, Progress)>, Unavailable> {
-        let mut rows = self.read("list_profile", self.store.list_profile(profile)).await?;
+    ) -> Result<Vec<(VideoId, Progress)>, ServiceError> {
+        let mut rows =
+            self.read(StoreOp::ContinueWatching, profile, self.store.list_profile(profile)).await?;
         rows.retain(|(_, p)| !p.hidden && !self.options.policy.is_finished(p));
         // Newest first; the video id makes equal times come out the same way
         // on every call.
@@ -208,22 +276,22 @@ impl PlaybackService {
     }
 
     /// Forgets a title for the profile; older checkpoints cannot bring it back.
-    pub async fn delete(&self, key: &ProgressKey) -> Result<(), Unavailable> {
+    pub async fn delete(&self, key: &ProgressKey) -> Result<(), ServiceError> {
         let now = now();
-        self.write("delete", || self.store.delete(key, now)).await.map(drop)
+        self.write(StoreOp::Delete, key, || self.store.delete(key, now)).await.map(drop)
     }
 
-    /// Purges entries untouched for `ttl`. Returns how many.
-    pub async fn expire(&self, ttl: Duration) -> Result<u64, StoreError> {
+    /// Purges up to `limit` entries untouched for `ttl`. Returns how many;
+    /// fewer than `limit` means nothing idle is left.
+    pub async fn expire(&self, ttl: Duration, limit: usize) -> Result<usize, StoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let started = Instant::now();
-        let result = self.store.expire(now().saturating_sub_millis(ttl_ms)).await;
+        let result = self.store.expire(now().saturating_sub_millis(ttl_ms), limit).await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.store_op(self.store.backend(), "expire", label, started.elapsed());
-        if let Ok(n) = result {
-            self.metrics.expired.inc_by(n);
-        }
-        result
+        self.metrics.store_op(self.store.backend(), StoreOp::Expire.as_str(), label, started.elapsed());
+        let purged = result?.len();
+        self.metrics.expired.inc_by(purged as u64);
+        Ok(purged)
     }
 
     /// Asks every dependency whether it answers (each within the read
@@ -256,7 +324,7 @@ impl PlaybackService {
     /// One store call under a deadline, measured.
     async fn timed<T>(
         &self,
-        op: &'static str,
+        op: StoreOp,
         deadline: Duration,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
@@ -267,20 +335,26 @@ impl PlaybackService {
             Ok(Err(e)) => ("error", Err(e)),
             Err(_) => ("timeout", Err(StoreError::Timeout { backend })),
         };
-        self.metrics.store_op(backend, op, label, started.elapsed());
+        self.metrics.store_op(backend, op.as_str(), label, started.elapsed());
         result
     }
 
     async fn read<T>(
         &self,
-        op: &'static str,
+        op: StoreOp,
+        subject: &(dyn std::fmt::Display + Sync),
         call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, Unavailable> {
-        self.timed(op, self.options.read_timeout, call).await.map_err(|e| self.unavailable(op, e))
+    ) -> Result<T, ServiceError> {
+        self.timed(op, self.options.read_timeout, call).await.map_err(|e| self.fail(op, subject, e))
     }
 
     /// A write with bounded retries inside the write budget.
-    async fn write<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, Unavailable>
+    async fn write<T, F, Fut>(
+        &self,
+        op: StoreOp,
+        subject: &(dyn std::fmt::Display + Sync),
+        mut attempt: F,
+    ) -> Result<T, ServiceError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -295,25 +369,44 @@ impl PlaybackService {
                     // Full jitter: spread retries of many clients apart.
                     let pause = backoff.mul_f64(fastrand::f64());
                     if Instant::now() + pause >= deadline {
-                        return Err(self.unavailable(op, e));
+                        return Err(self.fail(op, subject, e));
                     }
                     self.metrics.store_retries.inc();
-                    tracing::debug!(op, error = %e, ?pause, "retrying store write");
+                    tracing::debug!(op = op.as_str(), error = %e, ?pause, "retrying store write");
                     tokio::time::sleep(pause).await;
                     backoff = backoff.saturating_mul(2);
                 }
-                Err(e) => return Err(self.unavailable(op, e)),
+                Err(e) => return Err(self.fail(op, subject, e)),
             }
         }
     }
 
-    fn unavailable(&self, op: &'static str, e: StoreError) -> Unavailable {
-        self.metrics.unavailable.inc();
+    /// Turns a store failure into the service error of its kind, logged
+    /// once here with what it was about (`subject`: a key or a profile).
+    fn fail(&self, op: StoreOp, subject: &(dyn std::fmt::Display + Sync), e: StoreError) -> ServiceError {
+        let backend = self.store.backend();
         let reason = match std::error::Error::source(&e) {
             Some(source) => format!("{e}: {source}"),
             None => e.to_string(),
         };
-        tracing::warn!(op, error = %reason, "store call failed; answering 503");
-        Unavailable { backend: self.store.backend(), op, reason }
+        let op_name = op.as_str();
+        match e {
+            StoreError::Unavailable { .. } | StoreError::Timeout { .. } => {
+                self.metrics.unavailable.inc();
+                tracing::warn!(op = op_name, key = %subject, error = %reason, "store call failed; answering 503");
+                ServiceError::Unavailable { backend, op, reason }
+            }
+            StoreError::Corrupt { detail, .. } => {
+                tracing::error!(op = op_name, key = %subject, error = %reason, "the store holds a record it cannot read; answering 500");
+                ServiceError::Corrupt { backend, detail }
+            }
+            // Adapters map every failure a retry can fix (I/O, a full disk,
+            // a lost connection) to Unavailable or Timeout; what is left is
+            // a bug.
+            _ => {
+                tracing::error!(op = op_name, key = %subject, error = %reason, "store call failed; answering 500");
+                ServiceError::Internal { backend, reason }
+            }
+        }
     }
 }

@@ -28,11 +28,29 @@ pub async fn run(
     }
 }
 
-/// One sweep, logged.
+/// Entries purged per store call: small, so the store's writer is never
+/// held up for long.
+const SWEEP_BATCH: usize = 1_000;
+
+/// One sweep, batch by batch until nothing idle is left, logged.
 pub async fn sweep_once(service: &PlaybackService, ttl: Duration) {
-    match service.expire(ttl).await {
-        Ok(0) => tracing::debug!("ttl sweep: nothing idle"),
-        Ok(n) => tracing::info!(purged = n, "ttl sweep purged idle entries"),
-        Err(e) => tracing::warn!(error = %e, "ttl sweep failed; will try again next interval"),
+    let mut purged = 0;
+    loop {
+        match service.expire(ttl, SWEEP_BATCH).await {
+            Ok(n) => {
+                purged += n;
+                if n < SWEEP_BATCH {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, purged, "ttl sweep failed; will try again next interval");
+                return;
+            }
+        }
+    }
+    match purged {
+        0 => tracing::debug!("ttl sweep: nothing idle"),
+        n => tracing::info!(purged = n, "ttl sweep purged idle entries"),
     }
 }

@@ -279,76 +279,13 @@ async fn every_applied_write_publishes_exactly_one_event_and_a_retried_publish_i
     assert_eq!(seen, [("V1".to_owned(), 10_000), ("V1".to_owned(), 20_000), ("V2".to_owned(), 30_000)]);
 }
 
-/// The embedded store, but once `late` is set every write commits and then
-/// answers 300 ms later: a write that lands after its deadline.
-#[derive(Debug)]
-struct LateAnswers {
-    inner: playmark_store::embedded::EmbeddedStore,
-    late: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl playmark_store::ProgressStore for LateAnswers {
-    fn backend(&self) -> &'static str {
-        "late-embedded"
-    }
-    async fn upsert(
-        &self,
-        key: &playmark_core::ProgressKey,
-        progress: playmark_core::Progress,
-        now: playmark_core::Timestamp,
-        guard: Option<playmark_core::StaleGuard>,
-    ) -> Result<playmark_store::Written, playmark_store::StoreError> {
-        let written = self.inner.upsert(key, progress, now, guard).await;
-        if self.late.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        written
-    }
-    async fn get(
-        &self,
-        key: &playmark_core::ProgressKey,
-    ) -> Result<Option<playmark_core::Entry>, playmark_store::StoreError> {
-        self.inner.get(key).await
-    }
-    async fn list_profile(
-        &self,
-        profile: &playmark_core::ProfileKey,
-    ) -> Result<Vec<(playmark_core::VideoId, playmark_core::Progress)>, playmark_store::StoreError> {
-        self.inner.list_profile(profile).await
-    }
-    async fn delete(
-        &self,
-        key: &playmark_core::ProgressKey,
-        now: playmark_core::Timestamp,
-    ) -> Result<playmark_store::Written, playmark_store::StoreError> {
-        self.inner.delete(key, now).await
-    }
-    async fn hide(&self, key: &playmark_core::ProgressKey) -> Result<bool, playmark_store::StoreError> {
-        self.inner.hide(key).await
-    }
-    async fn expire(
-        &self,
-        untouched_since: playmark_core::Timestamp,
-    ) -> Result<u64, playmark_store::StoreError> {
-        self.inner.expire(untouched_since).await
-    }
-    async fn ping(&self) -> Result<(), playmark_store::StoreError> {
-        self.inner.ping().await
-    }
-    async fn close(&self) -> Result<(), playmark_store::StoreError> {
-        self.inner.close().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_commits_after_its_deadline_is_not_hidden_by_the_cache_for_over_2_s() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let late = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let inner = playmark_store::embedded::EmbeddedStore::open(dir.path(), Default::default()).expect("opens");
-    let store = std::sync::Arc::new(LateAnswers { inner, late: std::sync::Arc::clone(&late) });
+    let store = std::sync::Arc::new(playmark_store::faulty::FaultyStore::new(std::sync::Arc::new(inner)));
     let prefix = playmark_testkit::shared::unique_name("pm") + ":";
-    let app = TestApp::spawn_over(store, dir, |c| {
+    let app = TestApp::spawn_over(store.clone(), dir, |c| {
         c.cache = playmark_server::config::CacheKind::Redis;
         c.redis_url = playmark_testkit::shared::redis_url().as_str().into();
         c.redis_key_prefix = prefix;
@@ -360,10 +297,10 @@ async fn a_write_that_commits_after_its_deadline_is_not_hidden_by_the_cache_for_
     assert_eq!(position(&app, "V1").await, 100);
     assert_eq!(position(&app, "V1").await, 100, "served from the cache now");
 
-    late.store(true, std::sync::atomic::Ordering::SeqCst);
+    store.set_late(Duration::from_millis(300));
     let response = app.update(&checkpoint("V1", "phone", 900.0, t + 1_000)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "the answer came after the deadline");
-    late.store(false, std::sync::atomic::Ordering::SeqCst);
+    store.set_late(Duration::ZERO);
     // The write committed anyway; the cache must not hide it for long.
     let took = time_until_position(&app, "V1", 900, Duration::from_millis(2_500)).await;
     eprintln!("the late-committed write was visible {took:?} after its 503");

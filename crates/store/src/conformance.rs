@@ -52,7 +52,10 @@ macro_rules! conformance_tests {
             ping_succeeds_on_a_healthy_store,
             the_guard_refuses_a_far_behind_write_from_another_device_after_a_newer_record,
             the_guard_lets_through_what_it_should,
-            hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_again
+            a_refused_newest_checkpoint_does_not_hide_an_older_one_that_is_newer_than_the_record,
+            hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_again,
+            a_replay_after_a_hide_is_a_duplicate_and_stays_hidden,
+            expire_works_in_batches_and_names_each_purged_key
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -249,25 +252,57 @@ pub async fn expire_purges_only_idle_entries_and_tombstones(store: &dyn Progress
     // Touched again recently: a newer checkpoint.
     store.upsert(&busy, progress(2_000, "tv", 2, None), NOW, None).await.expect("upsert");
 
-    let removed = store.expire(NOW.saturating_sub_millis(180 * day)).await.expect("expire succeeds");
-    assert_eq!(removed, 2);
+    let cutoff = NOW.saturating_sub_millis(180 * day);
+    let mut removed = store.expire(cutoff, 100).await.expect("expire succeeds");
+    removed.sort();
+    assert_eq!(removed, [idle.clone(), idle_tomb.clone()]);
     assert_eq!(get(store, &idle).await, None);
     assert_eq!(get(store, &idle_tomb).await, None);
     assert!(get(store, &busy).await.is_some());
-    assert_eq!(store.expire(NOW.saturating_sub_millis(180 * day)).await.expect("expire succeeds"), 0);
+    assert_eq!(store.expire(cutoff, 100).await.expect("expire succeeds"), []);
+}
+
+/// A sweep purges in batches of at most `limit`, each naming the keys it
+/// purged, until a batch comes back short; every idle key is named once.
+pub async fn expire_works_in_batches_and_names_each_purged_key(store: &dyn ProgressStore) {
+    let day = 86_400_000;
+    let long_ago = Timestamp::from_millis(NOW.as_millis() - 200 * day);
+    let idle: Vec<_> = (0..25).map(|i| key("acct", "A", &format!("idle-{i:02}"))).collect();
+    for k in &idle {
+        store.upsert(k, progress(1_000, "tv", 1, None), long_ago, None).await.expect("upsert");
+    }
+    let fresh = key("acct", "A", "fresh");
+    upsert(store, &fresh, &progress(1_000, "tv", 1, None)).await;
+    let cutoff = NOW.saturating_sub_millis(180 * day);
+    let mut named = Vec::new();
+    loop {
+        let batch = store.expire(cutoff, 10).await.expect("expire succeeds");
+        assert!(batch.len() <= 10, "a batch of {} is over the limit of 10", batch.len());
+        let done = batch.len() < 10;
+        named.extend(batch);
+        if done {
+            break;
+        }
+    }
+    named.sort();
+    assert_eq!(named, idle);
+    assert!(get(store, &fresh).await.is_some());
 }
 
 /// 200 writers racing on one key: the newest checkpoint stands, whatever the
-/// interleaving, and every writer gets an answer.
+/// interleaving, and its writer is told it applied.
 pub async fn concurrent_writers_on_one_key_end_with_the_newest(store: &dyn ProgressStore) {
-    concurrent(store, 200, |_| key("acct", "A", "V1")).await;
+    let outcomes = concurrent(store, 200, |_| key("acct", "A", "V1")).await;
     let standing = get(store, &key("acct", "A", "V1")).await;
     assert_eq!(standing, Some(Entry::Live(progress(1_199, "dev-199", 199_000, None))));
+    assert_eq!(outcomes[199], Outcome::Applied, "nothing is newer than the newest write");
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Applied | Outcome::Stale)), "{outcomes:?}");
 }
 
-/// 200 writers on 200 keys: every write lands.
+/// 200 writers on 200 keys: every write lands, and each is told so.
 pub async fn concurrent_writers_on_many_keys_all_land(store: &dyn ProgressStore) {
-    concurrent(store, 200, |i| key("acct", "A", &format!("V{i}"))).await;
+    let outcomes = concurrent(store, 200, |i| key("acct", "A", &format!("V{i}"))).await;
+    assert!(outcomes.iter().all(|o| *o == Outcome::Applied), "{outcomes:?}");
     for i in 0..200u64 {
         let k = key("acct", "A", &format!("V{i}"));
         assert_eq!(
@@ -277,18 +312,19 @@ pub async fn concurrent_writers_on_many_keys_all_land(store: &dyn ProgressStore)
     }
 }
 
-async fn concurrent(store: &dyn ProgressStore, n: u64, key_of: impl Fn(u64) -> ProgressKey) {
+/// Writes `n` checkpoints at once (checkpoint `i` at time 1000 + i) and
+/// returns each one's outcome, in order.
+async fn concurrent(store: &dyn ProgressStore, n: u64, key_of: impl Fn(u64) -> ProgressKey) -> Vec<Outcome> {
     // Polled together on this task: the writes are in flight at the store at
     // once, and the futures may borrow the store without 'static bounds.
     let writes = (0..n).map(|i| {
         let k = key_of(i);
         async move {
             let p = progress(1_000 + i, &format!("dev-{i}"), i * 1_000, None);
-            store.upsert(&k, p, NOW, None).await.expect("concurrent upsert succeeds")
+            store.upsert(&k, p, NOW, None).await.expect("concurrent upsert succeeds").outcome
         }
     });
-    let results = futures::future::join_all(writes).await;
-    assert_eq!(results.len() as u64, n);
+    futures::future::join_all(writes).await
 }
 
 fn guard(resumed_from: u64) -> Option<StaleGuard> {
@@ -330,22 +366,68 @@ pub async fn the_guard_lets_through_what_it_should(store: &dyn ProgressStore) {
     assert_eq!(w.outcome, Outcome::Stale, "an older write is stale, guard or not");
 }
 
+/// The stored record is the phone at 2000 s. The TV, which resumed before
+/// it, sends 660 s (refused by its guard); a tablet sends 2100 s, older than
+/// the TV's checkpoint but newer than the record. Sent together (one group
+/// on a store that coalesces writes) or one by one, the TV is refused and
+/// the tablet's checkpoint stands.
+pub async fn a_refused_newest_checkpoint_does_not_hide_an_older_one_that_is_newer_than_the_record(
+    store: &dyn ProgressStore,
+) {
+    let t0 = 1_000_000;
+    let phone = progress(t0, "phone", 2_000_000, None);
+    let tv = progress(t0 + 20_000, "tv", 660_000, None);
+    let tablet = progress(t0 + 10_000, "tablet", 2_100_000, None);
+    let together = key("acct", "A", "together");
+    let one_by_one = key("acct", "A", "one-by-one");
+    for k in [&together, &one_by_one] {
+        upsert(store, k, &phone).await;
+    }
+    let (tv_w, tablet_w) = futures::join!(
+        store.upsert(&together, tv.clone(), NOW, guard(t0 - 1)),
+        store.upsert(&together, tablet.clone(), NOW, None),
+    );
+    let (tv_w, tablet_w) = (tv_w.expect("upsert succeeds"), tablet_w.expect("upsert succeeds"));
+    assert_eq!(tv_w.outcome, Outcome::Conflict);
+    assert_eq!((tablet_w.outcome, tablet_w.standing), (Outcome::Applied, Entry::Live(tablet.clone())));
+    assert_eq!(get(store, &together).await, Some(Entry::Live(tablet.clone())));
+
+    let tv_w = store.upsert(&one_by_one, tv, NOW, guard(t0 - 1)).await.expect("upsert succeeds");
+    let tablet_w = store.upsert(&one_by_one, tablet.clone(), NOW, None).await.expect("upsert succeeds");
+    assert_eq!((tv_w.outcome, tablet_w.outcome), (Outcome::Conflict, Outcome::Applied));
+    assert_eq!(get(store, &one_by_one).await, Some(Entry::Live(tablet)));
+}
+
 /// Hiding keeps the position; the next applied checkpoint unhides.
 pub async fn hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_again(store: &dyn ProgressStore) {
     let k = key("acct", "A", "V1");
     let p = progress(2_000, "tv", 60_000, Some(3_600_000));
     upsert(store, &k, &p).await;
-    assert!(store.hide(&k).await.expect("hide succeeds"));
     let hidden = Progress { hidden: true, ..p.clone() };
+    assert_eq!(store.hide(&k).await.expect("hide succeeds"), Some(hidden.clone()));
     assert_eq!(get(store, &k).await, Some(Entry::Live(hidden.clone())));
     let profile = k.profile();
     assert_eq!(store.list_profile(&profile).await.expect("list"), vec![(k.video_id.clone(), hidden)]);
-    // A replay of the checkpoint it hid does not unhide it.
-    assert_eq!(upsert(store, &k, &p).await.0, Outcome::Stale);
     let newer = progress(3_000, "phone", 90_000, Some(3_600_000));
     assert_eq!(upsert(store, &k, &newer).await.0, Outcome::Applied);
     assert_eq!(get(store, &k).await, Some(Entry::Live(newer)));
-    assert!(!store.hide(&key("acct", "A", "never")).await.expect("hide succeeds"), "nothing to hide");
+    assert_eq!(store.hide(&key("acct", "A", "never")).await.expect("hide succeeds"), None, "nothing to hide");
+    store.delete(&k, NOW).await.expect("delete succeeds");
+    assert_eq!(store.hide(&k).await.expect("hide succeeds"), None, "a deleted title has nothing to hide");
+}
+
+/// Replaying the checkpoint a hide applied to is a `duplicate` (hiding
+/// changed no checkpoint), and the title stays hidden; an older one is
+/// `stale`.
+pub async fn a_replay_after_a_hide_is_a_duplicate_and_stays_hidden(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    let p = progress(2_000, "tv", 60_000, Some(3_600_000));
+    upsert(store, &k, &p).await;
+    store.hide(&k).await.expect("hide succeeds");
+    let hidden = Entry::Live(Progress { hidden: true, ..p.clone() });
+    assert_eq!(upsert(store, &k, &p).await, (Outcome::Duplicate, hidden.clone()));
+    assert_eq!(upsert(store, &k, &progress(1_999, "tv", 1, None)).await, (Outcome::Stale, hidden.clone()));
+    assert_eq!(get(store, &k).await, Some(hidden));
 }
 
 /// A healthy store answers ping.

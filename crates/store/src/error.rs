@@ -48,4 +48,22 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. } | StoreError::Timeout { .. })
     }
+
+    /// An error of the same kind and message, for each of several callers
+    /// that one failure answers (a failed group commit, say). A backend's
+    /// own error is kept as its message.
+    pub fn same_kind(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable { backend, reason } => {
+                StoreError::Unavailable { backend, reason: reason.clone() }
+            }
+            StoreError::Timeout { backend } => StoreError::Timeout { backend },
+            StoreError::Corrupt { backend, detail } => {
+                StoreError::Corrupt { backend, detail: detail.clone() }
+            }
+            StoreError::Backend { backend, source } => {
+                StoreError::Backend { backend, source: source.to_string().into() }
+            }
+        }
+    }
 }

@@ -15,7 +15,9 @@
 //!   [`nats`] JetStream adapter (feature `nats`).
 //! - [`conformance`] (feature `conformance`): the suite every adapter passes,
 //!   written once against the port. An adapter's tests invoke
-//!   [`conformance_tests!`] with a fixture constructor.
+//!   [`conformance_tests!`] with a fixture constructor. Beside it,
+//!   [`faulty::FaultyStore`], a wrapper that makes any store slow for
+//!   fault tests.
 
 #![warn(missing_docs)]
 
@@ -39,6 +41,8 @@ pub mod postgres;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod faulty;
 
 pub use cache::{CacheError, ProgressCache};
 pub use error::StoreError;

@@ -53,12 +53,15 @@ pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError>;
 
     /// Hides the live record under `key` from continue-watching, keeping its
-    /// progress. Returns whether there was a live record.
-    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError>;
+    /// progress. Returns the record as it stands now (hidden), or `None`
+    /// when there is no live record.
+    async fn hide(&self, key: &ProgressKey) -> Result<Option<Progress>, StoreError>;
 
-    /// Purges entries and tombstones last touched before `untouched_since`,
-    /// in small batches so live traffic is never held up. Returns how many.
-    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError>;
+    /// Purges up to `limit` entries and tombstones last touched before
+    /// `untouched_since`, and returns their keys. One call is one small batch,
+    /// so live traffic is never held up; the caller repeats until fewer than
+    /// `limit` come back.
+    async fn expire(&self, untouched_since: Timestamp, limit: usize) -> Result<Vec<ProgressKey>, StoreError>;
 
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> Result<(), StoreError>;

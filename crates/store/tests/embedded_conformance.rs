@@ -18,6 +18,25 @@ async fn fresh() -> Fixture {
 
 playmark_store::conformance_tests!(fresh);
 
+/// The fault-test wrapper is a store too, and keeps every promise with its
+/// delays on.
+mod delayed {
+    use super::*;
+    use playmark_store::faulty::FaultyStore;
+    use std::time::Duration;
+
+    async fn fresh() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("store opens");
+        let store = FaultyStore::new(Arc::new(inner));
+        store.set_before(Duration::from_millis(1));
+        store.set_late(Duration::from_millis(1));
+        Fixture { store: Arc::new(store), guard: Box::new(dir) }
+    }
+
+    playmark_store::conformance_tests!(fresh);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_close_and_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");

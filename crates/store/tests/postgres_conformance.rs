@@ -13,7 +13,14 @@ use playmark_store::conformance::Fixture;
 use playmark_store::postgres::{PostgresOptions, PostgresStore};
 
 fn options(url: String) -> PostgresOptions {
-    PostgresOptions { url, pool_size: 4, writers: 2, max_batch: 256, connect_timeout: Duration::from_secs(5) }
+    PostgresOptions {
+        url,
+        pool_size: 4,
+        writers: 2,
+        max_batch: 256,
+        connect_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
 }
 
 async fn fresh() -> Fixture {
@@ -23,6 +30,19 @@ async fn fresh() -> Fixture {
 }
 
 playmark_store::conformance_tests!(fresh);
+
+/// On one thread the writer task cannot run until both checkpoints are
+/// queued, so they are written as one group: the case where the group's
+/// newest checkpoint is refused by its guard, and an older one that is
+/// still newer than the record must apply (not be answered `stale`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_group_whose_newest_checkpoint_is_refused_still_applies_the_next_one() {
+    let fixture = fresh().await;
+    playmark_store::conformance::a_refused_newest_checkpoint_does_not_hide_an_older_one_that_is_newer_than_the_record(
+        fixture.store.as_ref(),
+    )
+    .await;
+}
 
 fn key(video: &str) -> ProgressKey {
     ProgressKey {

@@ -9,38 +9,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use playmark_core::FieldError;
-use serde::Serialize;
-use utoipa::ToSchema;
+use playmark_wire::{ErrorBody, ErrorCode, ErrorDetail, Record};
 
-use super::playback::Record;
-use crate::service::Unavailable;
-
-/// The body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error itself.
-    pub error: ErrorDetail,
-    /// For `conflict`: the record that stands.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub record: Option<Record>,
-}
-
-/// A machine code, a human message, and the field at fault if any.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine code: `invalid_request`, `not_found`,
-    /// `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `conflict`, `unavailable`, `internal`.
-    #[schema(example = "invalid_request")]
-    pub code: &'static str,
-    /// What went wrong and how to fix it.
-    #[schema(example = "position must be >= 0")]
-    pub message: String,
-    /// The request field at fault, for `invalid_request`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "position")]
-    pub field: Option<String>,
-}
+use crate::service::ServiceError;
 
 /// An error response.
 #[derive(Debug)]
@@ -53,7 +24,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             detail: ErrorDetail { code, message: message.into(), field: None },
@@ -64,26 +35,30 @@ impl ApiError {
 
     /// 400: a request field is missing or invalid.
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+        let mut e = Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message);
         e.detail.field = Some(field.into());
         e
     }
 
     /// 400: the request as a whole cannot be understood.
     pub fn malformed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
 
     /// 404: no such path.
     pub fn not_found(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path} (see /openapi.json)"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no such endpoint: {path} (see /openapi.json)"),
+        )
     }
 
     /// 405: the path exists, the method does not.
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             format!("{method} is not allowed on {path} (see /openapi.json)"),
         )
     }
@@ -92,7 +67,7 @@ impl ApiError {
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the request body must be JSON: send Content-Type: application/json",
         )
     }
@@ -101,7 +76,7 @@ impl ApiError {
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body must be at most {} KiB", limit / 1024),
         )
     }
@@ -110,7 +85,7 @@ impl ApiError {
     pub fn conflict(record: Option<Record>) -> Self {
         let mut e = Self::new(
             StatusCode::CONFLICT,
-            "conflict",
+            ErrorCode::Conflict,
             "a newer record from another device is far ahead of this position; ask the viewer, \
              then resend with event \"seek\" to move the position back on purpose",
         );
@@ -120,7 +95,11 @@ impl ApiError {
 
     /// 500: a bug. The cause goes to the log only.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error; it has been logged",
+        )
     }
 
     /// The HTTP status.
@@ -128,8 +107,8 @@ impl ApiError {
         self.status
     }
 
-    /// The machine code, e.g. `invalid_request`.
-    pub fn code(&self) -> &'static str {
+    /// The machine code.
+    pub fn code(&self) -> ErrorCode {
         self.detail.code
     }
 
@@ -150,21 +129,28 @@ impl From<FieldError> for ApiError {
     }
 }
 
-impl From<Unavailable> for ApiError {
-    fn from(e: Unavailable) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         // The cause was logged by the service; clients get what they can act on.
-        let message = match e.op {
+        let retry_after = e.retry_after();
+        let mut api = match e {
             // A write that timed out may still commit later; only the
             // acknowledgement is certain to be missing. Retrying is safe:
             // a replay of an applied checkpoint is a `duplicate`.
-            "upsert" | "delete" | "hide" => {
+            ServiceError::Unavailable { op, .. } if op.is_write() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
                 "storage did not confirm the write in time, so it was not acknowledged \
-                 (it may or may not have been applied); retrying is safe"
-            }
-            _ => "storage did not answer in time; retry shortly",
+                 (it may or may not have been applied); retrying is safe",
+            ),
+            ServiceError::Unavailable { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "storage did not answer in time; retry shortly",
+            ),
+            ServiceError::Corrupt { .. } | ServiceError::Internal { .. } => Self::internal(),
         };
-        let mut api = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
-        api.retry_after = Some(e.retry_after());
+        api.retry_after = retry_after;
         api
     }
 }

@@ -1,11 +1,19 @@
 //! Request extractors whose failures are [`ApiError`]s naming the field.
+//!
+//! JSON bodies are decoded by [`parse_json`], the one decoder of every body
+//! and of every item of a batch: a type error names its field, a repeated
+//! key is a 400, and fields the endpoint does not know are collected, so
+//! the answer can name them in `Warning` headers (or, with
+//! `--reject-unknown-fields`, refuse them).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponseParts, ResponseParts};
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::error::ApiError;
 
 /// The largest JSON body accepted by the single-record endpoints.
@@ -13,21 +21,25 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The largest JSON body accepted by the batch endpoint.
 pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 
-/// A JSON request body of at most `LIMIT` bytes. Checks the content type,
-/// reports an oversized body as 413, and names the field behind a type error.
-/// The route must allow `LIMIT` (`DefaultBodyLimit`); the constant only
-/// words the 413.
+/// A JSON request body of at most `LIMIT` bytes, and the fields in it the
+/// endpoint does not know. Checks the content type, reports an oversized
+/// body as 413, and names the field behind a type error. The route must
+/// allow `LIMIT` (`DefaultBodyLimit`); the constant only words the 413.
 #[derive(Debug)]
-pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES>(pub T);
+pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES> {
+    /// The decoded body.
+    pub value: T,
+    /// Its unknown fields, for the answer's `Warning` headers.
+    pub warnings: Warnings,
+}
 
-impl<T, S, const LIMIT: usize> FromRequest<S> for JsonBody<T, LIMIT>
+impl<T, const LIMIT: usize> FromRequest<AppState> for JsonBody<T, LIMIT>
 where
     T: DeserializeOwned,
-    S: Send + Sync,
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::unsupported_media_type());
         }
@@ -38,7 +50,9 @@ where
                 ApiError::malformed(format!("could not read the request body: {}", rejection.body_text()))
             }
         })?;
-        parse_json(&bytes).map(JsonBody)
+        let (value, unknown) = parse_json(&bytes)?;
+        let warnings = state.unknown_fields(unknown, "", "")?;
+        Ok(JsonBody { value, warnings })
     }
 }
 
@@ -51,8 +65,9 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
 }
 
 /// Decodes a JSON object, naming the field at fault when the problem is a
-/// value's type or a repeated key.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// value's type or a repeated key. Returns the value and the paths of the
+/// fields it ignored (fields `T` does not have).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Vec<String>), ApiError> {
     // serde also reads structs from arrays; the contract is an object.
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
@@ -62,8 +77,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         Some(_) => {}
     }
+    let mut unknown = Vec::new();
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let decoded = {
+        let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut *de, &mut note))
+    };
+    let value = decoded.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
@@ -77,7 +97,66 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             _ => ApiError::malformed(format!("malformed JSON: {message}")),
         }
-    })
+    })?;
+    de.end().map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
+    Ok((value, unknown))
+}
+
+/// The fields of a request the endpoint did not know, for `Warning`
+/// headers on the answer (RFC 7234 style, code 299, one per distinct field,
+/// at most [`MAX_WARNINGS`]).
+#[derive(Debug, Default)]
+pub struct Warnings(Vec<String>);
+
+/// The most `Warning` headers on one answer; a last one says how many more
+/// fields there were.
+pub const MAX_WARNINGS: usize = 16;
+
+impl Warnings {
+    /// Warnings naming `fields`.
+    pub fn unknown_fields(fields: impl IntoIterator<Item = String>) -> Self {
+        let mut warnings = Warnings::default();
+        warnings.add(fields);
+        warnings
+    }
+
+    /// Adds another set (a batch item's); a field already named is not
+    /// named twice.
+    pub fn extend(&mut self, other: Warnings) {
+        self.add(other.0);
+    }
+
+    fn add(&mut self, fields: impl IntoIterator<Item = String>) {
+        for field in fields {
+            if !self.0.contains(&field) {
+                self.0.push(field);
+            }
+        }
+    }
+}
+
+impl IntoResponseParts for Warnings {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        let more = self.0.len().saturating_sub(MAX_WARNINGS);
+        for field in self.0.into_iter().take(MAX_WARNINGS) {
+            // Field names come from the client: escape what a quoted
+            // string cannot hold, and drop what a header cannot.
+            let escaped = field.replace('\\', "\\\\").replace('"', "\\\"");
+            if let Ok(value) =
+                HeaderValue::from_str(&format!("299 playmark \"unknown field \\\"{escaped}\\\"\""))
+            {
+                res.headers_mut().append(header::WARNING, value);
+            }
+        }
+        if more > 0
+            && let Ok(value) = HeaderValue::from_str(&format!("299 playmark \"{more} more unknown fields\""))
+        {
+            res.headers_mut().append(header::WARNING, value);
+        }
+        Ok(res)
+    }
 }
 
 /// The field serde names in messages such as "duplicate field `position`".
@@ -120,7 +199,6 @@ mod tests {
     use axum::http::HeaderValue;
 
     #[derive(Debug, serde::Deserialize)]
-    #[allow(dead_code)]
     struct Body {
         position: Option<f64>,
     }
@@ -144,8 +222,22 @@ mod tests {
         let e = error_of(r#"{"position": "x"}"#);
         assert_eq!(
             (e.status_code(), e.code(), e.field()),
-            (StatusCode::BAD_REQUEST, "invalid_request", Some("position"))
+            (StatusCode::BAD_REQUEST, playmark_wire::ErrorCode::InvalidRequest, Some("position"))
         );
+    }
+
+    #[test]
+    fn unknown_fields_are_collected_not_rejected() {
+        let (body, unknown) =
+            parse_json::<Body>(br#"{"position": 1, "updatedAt": 5, "x": {"y": 1}}"#).expect("parses");
+        assert_eq!(body.position, Some(1.0));
+        assert_eq!(unknown, ["updatedAt", "x"]);
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_object_are_malformed() {
+        let e = error_of(r#"{"position": 1} x"#);
+        assert_eq!((e.status_code(), e.field()), (StatusCode::BAD_REQUEST, None));
     }
 
     #[test]

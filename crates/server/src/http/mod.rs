@@ -32,6 +32,37 @@ pub struct AppState {
     pub service: Arc<PlaybackService>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Refuse request bodies with fields the endpoint does not know
+    /// (`--reject-unknown-fields`) instead of warning about them.
+    pub reject_unknown_fields: bool,
+}
+
+impl AppState {
+    /// What to do about the unknown fields of a body: count them, and
+    /// refuse the body when configured to (the error names the field as
+    /// `error_prefix` places it: `checkpoints[3].`), or warn about them in
+    /// the answer (as `warning_prefix` places it: `checkpoints[].`, once for
+    /// every item).
+    pub fn unknown_fields(
+        &self,
+        fields: Vec<String>,
+        error_prefix: &str,
+        warning_prefix: &str,
+    ) -> Result<extract::Warnings, ApiError> {
+        let Some(first) = fields.first() else {
+            return Ok(extract::Warnings::default());
+        };
+        self.metrics.unknown_fields.inc_by(fields.len() as u64);
+        if self.reject_unknown_fields {
+            let field = format!("{error_prefix}{first}");
+            return Err(ApiError::invalid_field(
+                field.clone(),
+                format!("{field} is not a field of this request (the server refuses unknown fields)"),
+            ));
+        }
+        tracing::debug!(?fields, "request with unknown fields");
+        Ok(extract::Warnings::unknown_fields(fields.into_iter().map(|f| format!("{warning_prefix}{f}"))))
+    }
 }
 
 impl FromRef<AppState> for Arc<PlaybackService> {

@@ -2,12 +2,13 @@
 
 use utoipa::OpenApi;
 
-use super::error::{ErrorBody, ErrorDetail};
-use super::ops::Health;
-use super::playback::{
-    Action, BatchItem, BatchRequest, BatchResponse, ContinueWatchingResponse, HideRequest, Reason, Record,
-    ResumeResponse, UpdateOutcome, UpdateRequest, UpdateResponse,
+use playmark_wire::{
+    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, ErrorDetail, PlayerEvent,
+    Record, ResumeAction, ResumeReason, ResumeResponse, UpdateOutcome, UpdateResponse,
 };
+
+use super::ops::Health;
+use super::playback::{BatchRequest, HideRequest, UpdateRequest};
 
 /// playmark's HTTP API.
 #[derive(OpenApi)]
@@ -29,9 +30,9 @@ use super::playback::{
         super::ops::openapi,
     ),
     components(schemas(
-        UpdateRequest, UpdateResponse, UpdateOutcome, Record, ResumeResponse, Action, Reason,
-        BatchRequest, BatchResponse, BatchItem, HideRequest,
-        ContinueWatchingResponse, ErrorBody, ErrorDetail, Health
+        UpdateRequest, UpdateResponse, UpdateOutcome, Record, ResumeResponse, ResumeAction, ResumeReason,
+        PlayerEvent, BatchRequest, BatchResponse, BatchItem, HideRequest,
+        ContinueWatchingResponse, ErrorBody, ErrorDetail, ErrorCode, Health
     )),
     tags(
         (name = "playback", description = "Record and read playback progress"),

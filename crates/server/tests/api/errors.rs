@@ -262,3 +262,45 @@ async fn absurd_times_are_a_400_naming_the_field() {
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_request", Some(field)).await;
     }
 }
+
+#[tokio::test]
+async fn store_errors_keep_their_kind_on_the_way_to_http() {
+    use playmark_store::StoreError;
+    let (app, store) = TestApp::spawn_faulty(|_| {}).await;
+    type MakeError = fn() -> StoreError;
+    let cases: [(MakeError, StatusCode, &str); 4] = [
+        (
+            || StoreError::Unavailable { backend: "test", reason: "down".into() },
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+        ),
+        (|| StoreError::Timeout { backend: "test" }, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (
+            || StoreError::Corrupt { backend: "test", detail: "bad bytes".into() },
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+        ),
+        (
+            || StoreError::Backend { backend: "test", source: "a bug".into() },
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+        ),
+    ];
+    for (make, status, code) in cases {
+        store.set_failure(Some(make));
+        for response in [
+            app.update(&valid()).await,
+            app.get("/playback/resume?account_id=acct&profile_id=A&video_id=V1").await,
+        ] {
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body = assert_error(response, status, code, None).await;
+            // Every 503 says when to come back; a 500 is not worth retrying.
+            assert_eq!(retry_after.is_some(), status == StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            // The cause is logged, never sent.
+            let text = body.to_string();
+            assert!(!text.contains("bad bytes") && !text.contains("a bug"), "{text}");
+        }
+    }
+    store.set_failure(None);
+    app.update_ok(&valid()).await;
+}

@@ -6,12 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
 use playmark_server::config::{CacheKind, StoreKind};
 use playmark_server::{Application, Config};
+use playmark_store::ProgressStore;
 use playmark_store::embedded::{EmbeddedOptions, EmbeddedStore};
-use playmark_store::{ProgressStore, StoreError, Written};
+use playmark_store::faulty::FaultyStore;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -21,12 +20,13 @@ use tokio::task::JoinHandle;
 /// Where a test app keeps its data: its own embedded data directory, or its
 /// own PostgreSQL schema and Redis key prefix. Chosen for the whole run by
 /// `PLAYMARK_TEST_BACKEND`: `embedded` (default), `postgres-redis` or
-/// `postgres-redis-cluster` (each test then gets a private 3-node cluster).
+/// `postgres-redis-cluster` (the shared cluster `scripts/services` starts).
 pub struct Backend {
     pub dir: TempDir,
     postgres_url: Option<String>,
     redis_prefix: String,
-    cluster: Option<Arc<playmark_testkit::RedisCluster>>,
+    /// Seed URLs of a Redis Cluster, when the cache is one.
+    cluster: Option<String>,
     redis_url: Option<String>,
 }
 
@@ -41,7 +41,7 @@ impl Backend {
             }
             "postgres-redis-cluster" => (
                 Some(playmark_testkit::shared::postgres_url().expect("shared PostgreSQL")),
-                Some(Arc::new(playmark_testkit::RedisCluster::start(3).expect("a private Redis Cluster"))),
+                Some(playmark_testkit::shared::redis_cluster_urls()),
             ),
             other => panic!("unknown PLAYMARK_TEST_BACKEND {other:?}"),
         };
@@ -88,9 +88,9 @@ impl Backend {
             config.postgres_pool_size = 4;
             config.redis_key_prefix = self.redis_prefix.clone();
             match &self.cluster {
-                Some(cluster) => {
+                Some(seeds) => {
                     config.cache = CacheKind::RedisCluster;
-                    config.redis_url = cluster.urls().as_str().into();
+                    config.redis_url = seeds.as_str().into();
                 }
                 None => {
                     config.cache = CacheKind::Redis;
@@ -148,16 +148,18 @@ impl TestApp {
     /// The app over an embedded store whose every call first waits `delay`:
     /// a slow disk or an overloaded database, for deadline tests.
     pub async fn spawn_slow(delay: Duration, tweak: impl FnOnce(&mut Config)) -> Self {
+        let (app, store) = Self::spawn_faulty(tweak).await;
+        store.set_before(delay);
+        app
+    }
+
+    /// The app over an embedded store wrapped in a [`FaultyStore`], which
+    /// the test can slow down or make fail.
+    pub async fn spawn_faulty(tweak: impl FnOnce(&mut Config)) -> (Self, Arc<FaultyStore>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = test_config(dir.path());
-        tweak(&mut config);
         let inner = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("store opens");
-        let store = Arc::new(SlowStore { inner, delay });
-        let app = Application::with_store(config, store).await.expect("app builds");
-        Self::run(
-            app,
-            Backend { dir, postgres_url: None, redis_prefix: String::new(), cluster: None, redis_url: None },
-        )
+        let store = Arc::new(FaultyStore::new(Arc::new(inner)));
+        (Self::spawn_over(Arc::clone(&store) as Arc<dyn ProgressStore>, dir, tweak).await, store)
     }
 
     /// The app over `store`, with settings adjusted by `tweak`.
@@ -305,55 +307,4 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str, fi
         assert!(message.contains(field), "message {message:?} should name {field}");
     }
     body
-}
-
-/// A real store behind added latency on every call (the stand-in for a slow
-/// disk or a throttled database).
-#[derive(Debug)]
-pub struct SlowStore {
-    inner: EmbeddedStore,
-    delay: Duration,
-}
-
-#[async_trait]
-impl ProgressStore for SlowStore {
-    fn backend(&self) -> &'static str {
-        "slow-embedded"
-    }
-    async fn upsert(
-        &self,
-        key: &ProgressKey,
-        progress: Progress,
-        now: Timestamp,
-        guard: Option<StaleGuard>,
-    ) -> Result<Written, StoreError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.upsert(key, progress, now, guard).await
-    }
-    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.hide(key).await
-    }
-    async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get(key).await
-    }
-    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.list_profile(profile).await
-    }
-    async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.delete(key, now).await
-    }
-    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError> {
-        self.inner.expire(untouched_since).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.ping().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
-    }
 }

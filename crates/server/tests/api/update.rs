@@ -154,3 +154,65 @@ async fn every_player_event_is_accepted() {
         assert_eq!(app.update_ok(&body).await["outcome"], "applied", "event {event}");
     }
 }
+
+#[tokio::test]
+async fn an_unknown_field_is_ignored_named_in_a_warning_and_counted() {
+    let app = TestApp::spawn().await;
+    let at = now_ms() - 1_000;
+    let mut body = checkpoint("V1", "tv", 60.0, at);
+    body["updatedAt"] = json!(at + 500);
+    let response = app.update(&body).await;
+    let warnings: Vec<String> =
+        response.headers().get_all("warning").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect();
+    assert_eq!(warnings, [r#"299 playmark "unknown field \"updatedAt\"""#]);
+    let answer = crate::helpers::json_of(response, reqwest::StatusCode::OK).await;
+    assert_eq!(answer["record"]["updated_at"], at, "the misspelt time was not used");
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(metrics.contains("playmark_unknown_fields_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn with_reject_unknown_fields_an_unknown_field_is_a_400_naming_it() {
+    let app = TestApp::spawn_with(|c| c.reject_unknown_fields = true).await;
+    let mut body = checkpoint("V1", "tv", 60.0, now_ms());
+    body["updatedAt"] = json!(1);
+    let response = app.update(&body).await;
+    crate::helpers::assert_error(
+        response,
+        reqwest::StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("updatedAt"),
+    )
+    .await;
+    assert_eq!(app.resume("V1").await["found"], false, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_batch_item_is_parsed_exactly_like_an_update() {
+    let app = TestApp::spawn().await;
+    let at = now_ms() - 1_000;
+    let good = checkpoint("V1", "tv", 60.0, at).to_string();
+    let mut typo = checkpoint("V2", "tv", 60.0, at);
+    typo["note"] = json!("x");
+    // A repeated key in an item is a 400 for that item, as for an update.
+    let repeated = r#"{"account_id":"acct","profile_id":"A","video_id":"V3","device_id":"tv","position":1,"position":2}"#;
+    let body = format!(r#"{{"checkpoints":[{good},{typo},{repeated}]}}"#);
+    let response = app
+        .client
+        .post(app.url("/playback/batch"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let warnings: Vec<_> = response.headers().get_all("warning").iter().cloned().collect();
+    assert_eq!(warnings, [r#"299 playmark "unknown field \"checkpoints[].note\"""#]);
+    let answer = crate::helpers::json_of(response, reqwest::StatusCode::OK).await;
+    let results = answer["results"].as_array().expect("results");
+    assert_eq!(
+        (results[0]["outcome"].as_str(), results[1]["outcome"].as_str()),
+        (Some("applied"), Some("applied"))
+    );
+    assert_eq!(results[2]["error"]["code"], "invalid_request", "{answer}");
+    assert_eq!(results[2]["error"]["field"], "position", "{answer}");
+}

@@ -9,7 +9,8 @@
 //! layout can evolve without a migration of existing files.
 
 use playmark_core::{
-    DeviceId, Duration, Entry, Position, ProfileKey, Progress, ProgressKey, Timestamp, VideoId,
+    AccountId, DeviceId, Duration, Entry, Position, ProfileId, ProfileKey, Progress, ProgressKey, Timestamp,
+    VideoId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,19 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         *last = SEP + 1;
     }
     end
+}
+
+/// The key a row's key bytes encode.
+pub(crate) fn decode_key(bytes: &[u8]) -> Result<ProgressKey, StoreError> {
+    let mut parts = bytes.splitn(3, |b| *b == SEP).map(std::str::from_utf8);
+    let mut next = || parts.next().and_then(Result::ok).ok_or_else(|| corrupt("row key is not three ids"));
+    let (account, profile, video) = (next()?, next()?, next()?);
+    let invalid = |e: playmark_core::IdError| corrupt(format!("row key holds an invalid id: {e}"));
+    Ok(ProgressKey {
+        account_id: AccountId::parse(account).map_err(invalid)?,
+        profile_id: ProfileId::parse(profile).map_err(invalid)?,
+        video_id: VideoId::parse(video).map_err(invalid)?,
+    })
 }
 
 /// The video id part of a row key of a known profile prefix.
@@ -153,7 +167,6 @@ fn corrupt(detail: impl Into<String>) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use playmark_core::{AccountId, ProfileId};
 
     fn key(a: &str, p: &str, v: &str) -> ProgressKey {
         ProgressKey {
@@ -176,6 +189,13 @@ mod tests {
         assert!(!inside(&key("acct", "AB", "V1")));
         assert!(!inside(&key("acct-2", "A", "V1")));
         assert!(!inside(&key("acc", "tA", "V1")));
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let k = key("acct-1", "A", "V:1");
+        assert_eq!(decode_key(&encode_key(&k)).expect("decodes"), k);
+        assert!(matches!(decode_key(b"acct\0A"), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]

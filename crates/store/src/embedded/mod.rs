@@ -24,7 +24,7 @@ use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{ProgressStore, StoreError, Written};
-use codec::{decode_value, encode_key, prefix_end, profile_prefix, video_of};
+use codec::{decode_key, decode_value, encode_key, prefix_end, profile_prefix, video_of};
 use writer::{Command, Op};
 
 const BACKEND: &str = "embedded";
@@ -60,6 +60,9 @@ pub struct EmbeddedStore {
     path: PathBuf,
     writes: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Where the last expiry batch stopped scanning, so a sweep's calls walk
+    /// the table once between them.
+    expiry_cursor: Mutex<Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -113,7 +116,14 @@ impl EmbeddedStore {
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         tracing::info!(path = %path.display(), "embedded store open");
-        Ok(Self { db, latest, path, writes, writer: Mutex::new(Some(writer)) })
+        Ok(Self {
+            db,
+            latest,
+            path,
+            writes,
+            writer: Mutex::new(Some(writer)),
+            expiry_cursor: Mutex::new(None),
+        })
     }
 
     /// Where the database file lives.
@@ -182,8 +192,14 @@ struct ScanStep {
     next: Option<Vec<u8>>,
 }
 
-/// Scans up to [`EXPIRE_SCAN_STEP`] rows from `from` on for idle ones.
-fn scan_idle(db: &Database, from: Option<Vec<u8>>, cutoff: Timestamp) -> Result<ScanStep, StoreError> {
+/// Scans up to [`EXPIRE_SCAN_STEP`] rows from `from` on for at most `want`
+/// idle ones.
+fn scan_idle(
+    db: &Database,
+    from: Option<Vec<u8>>,
+    cutoff: Timestamp,
+    want: usize,
+) -> Result<ScanStep, StoreError> {
     let table = read_table(db)?;
     let mut range = match &from {
         Some(start) => table.range(start.as_slice()..),
@@ -192,6 +208,9 @@ fn scan_idle(db: &Database, from: Option<Vec<u8>>, cutoff: Timestamp) -> Result<
     .map_err(|e| backend_error(e.into()))?;
     let mut idle = Vec::new();
     for _ in 0..EXPIRE_SCAN_STEP {
+        if idle.len() == want {
+            break;
+        }
         let Some(row) = range.next() else {
             return Ok(ScanStep { idle, next: None });
         };
@@ -231,7 +250,7 @@ impl ProgressStore for EmbeddedStore {
         self.submit(|reply| Op::Upsert { key, progress, now, guard, reply }).await
     }
 
-    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
+    async fn hide(&self, key: &ProgressKey) -> Result<Option<Progress>, StoreError> {
         let key = encode_key(key);
         self.submit(|reply| Op::Hide { key, reply }).await
     }
@@ -266,21 +285,28 @@ impl ProgressStore for EmbeddedStore {
         self.submit(|reply| Op::Delete { key, now, reply }).await
     }
 
-    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        let mut from = None;
-        loop {
-            let db = Arc::clone(&self.db);
-            let ScanStep { idle, next } = blocking(move || scan_idle(&db, from, untouched_since)).await?;
+    async fn expire(&self, untouched_since: Timestamp, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
+        let mut from = self.expiry_cursor.lock().map_err(|_| closed())?.take();
+        let mut purged = Vec::new();
+        while purged.len() < limit {
+            let (db, want) = (Arc::clone(&self.db), limit - purged.len());
+            let ScanStep { idle, next } =
+                blocking(move || scan_idle(&db, from, untouched_since, want)).await?;
             if !idle.is_empty() {
-                removed +=
+                let removed =
                     self.submit(|reply| Op::Expire { keys: idle, cutoff: untouched_since, reply }).await?;
+                for key in removed {
+                    purged.push(decode_key(&key)?);
+                }
             }
             match next {
                 Some(n) => from = Some(n),
-                None => return Ok(removed),
+                // The end of the table: the next call starts a new pass.
+                None => return Ok(purged),
             }
         }
+        *self.expiry_cursor.lock().map_err(|_| closed())? = from;
+        Ok(purged)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -314,6 +340,15 @@ fn closed() -> StoreError {
     StoreError::Unavailable { backend: BACKEND, reason: "the store is closed".into() }
 }
 
+/// Maps a redb error to its kind: I/O failures (a full disk among them:
+/// nothing was written) are `Unavailable`, a damaged file is `Corrupt`,
+/// anything else is a bug.
 fn backend_error(e: redb::Error) -> StoreError {
-    StoreError::Backend { backend: BACKEND, source: Box::new(e) }
+    match e {
+        redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
+            StoreError::Unavailable { backend: BACKEND, reason: e.to_string() }
+        }
+        redb::Error::Corrupted(detail) => StoreError::Corrupt { backend: BACKEND, detail },
+        e => StoreError::Backend { backend: BACKEND, source: Box::new(e) },
+    }
 }

@@ -37,18 +37,19 @@ pub(crate) enum Op {
         reply: oneshot::Sender<Result<Written, StoreError>>,
     },
     /// Set the hidden flag of the live record under a key.
-    Hide { key: Vec<u8>, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Hide { key: Vec<u8>, reply: oneshot::Sender<Result<Option<Progress>, StoreError>> },
     /// Replace what stands under a key with a tombstone.
     Delete { key: Vec<u8>, now: Timestamp, reply: oneshot::Sender<Result<Written, StoreError>> },
-    /// Remove rows still untouched since `cutoff` (re-checked in the transaction).
-    Expire { keys: Vec<Vec<u8>>, cutoff: Timestamp, reply: oneshot::Sender<Result<u64, StoreError>> },
+    /// Remove rows still untouched since `cutoff` (re-checked in the
+    /// transaction); answers with the keys removed.
+    Expire { keys: Vec<Vec<u8>>, cutoff: Timestamp, reply: oneshot::Sender<Result<Vec<Vec<u8>>, StoreError>> },
 }
 
 /// An answer held back until the transaction commits.
 enum Pending {
     Written(oneshot::Sender<Result<Written, StoreError>>, Result<Written, StoreError>),
-    Expired(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
-    Hidden(oneshot::Sender<Result<bool, StoreError>>, Result<bool, StoreError>),
+    Expired(oneshot::Sender<Result<Vec<Vec<u8>>, StoreError>>, Result<Vec<Vec<u8>>, StoreError>),
+    Hidden(oneshot::Sender<Result<Option<Progress>, StoreError>>, Result<Option<Progress>, StoreError>),
 }
 
 impl Pending {
@@ -143,15 +144,16 @@ fn apply(
                     let result = match stored {
                         Some(Ok(Stored { entry: Entry::Live(mut p), touched_at })) => {
                             p.hidden = true;
-                            match encode_value(&Entry::Live(p), touched_at) {
+                            let hidden = Entry::Live(p);
+                            match encode_value(&hidden, touched_at) {
                                 Ok(bytes) => {
                                     table.insert(key.as_slice(), bytes.as_slice())?;
-                                    Ok(true)
+                                    Ok(hidden.live().cloned())
                                 }
                                 Err(e) => Err(e),
                             }
                         }
-                        Some(Ok(_)) | None => Ok(false),
+                        Some(Ok(_)) | None => Ok(None),
                         Some(Err(e)) => Err(e),
                     };
                     pending.push(Pending::Hidden(reply, result));
@@ -162,7 +164,7 @@ fn apply(
                     pending.push(Pending::Written(reply, result));
                 }
                 Op::Expire { keys, cutoff, reply } => {
-                    let mut removed = 0;
+                    let mut removed = Vec::with_capacity(keys.len());
                     for key in keys {
                         let idle = match table.get(key.as_slice())? {
                             Some(v) => decode_value(v.value()).is_ok_and(|s| s.touched_at < cutoff),
@@ -170,7 +172,7 @@ fn apply(
                         };
                         if idle {
                             table.remove(key.as_slice())?;
-                            removed += 1;
+                            removed.push(key);
                         }
                     }
                     pending.push(Pending::Expired(reply, Ok(removed)));

@@ -35,8 +35,6 @@ use crate::{ProgressStore, StoreError, Written};
 use batch::Upsert;
 
 const BACKEND: &str = "postgres";
-/// Rows one expiry statement deletes at most: keeps each statement short.
-const EXPIRE_BATCH_ROWS: i64 = 1_000;
 
 /// How to reach PostgreSQL and how hard to use it.
 #[derive(Clone)]
@@ -53,6 +51,10 @@ pub struct PostgresOptions {
     pub max_batch: usize,
     /// How long to wait for a connection (from the pool or a new one).
     pub connect_timeout: Duration,
+    /// The server-side `statement_timeout` of every connection. A writer's
+    /// round that takes longer than this (plus a second) is abandoned and
+    /// its connection discarded.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -63,6 +65,7 @@ impl Default for PostgresOptions {
             writers: 2,
             max_batch: 512,
             connect_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -75,6 +78,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("pool_size", &self.pool_size)
             .field("writers", &self.writers)
             .field("max_batch", &self.max_batch)
+            .field("statement_timeout", &self.statement_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +105,18 @@ impl PostgresStore {
         })?;
         pg.connect_timeout(options.connect_timeout);
         pg.application_name("playmark");
+        // A statement that runs away is cancelled by the server; a peer that
+        // vanished is noticed by TCP keepalives instead of a hung socket.
+        let statement_ms = options.statement_timeout.as_millis().max(1);
+        let runtime_options = match pg.get_options() {
+            Some(given) => format!("{given} -c statement_timeout={statement_ms}"),
+            None => format!("-c statement_timeout={statement_ms}"),
+        };
+        pg.options(runtime_options);
+        pg.keepalives(true);
+        pg.keepalives_idle(Duration::from_secs(30));
+        pg.keepalives_interval(Duration::from_secs(5));
+        pg.keepalives_retries(3);
         let manager =
             Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool_size = options.pool_size.max(1);
@@ -126,8 +142,12 @@ impl PostgresStore {
         let writers = options.writers.clamp(1, pool_size);
         let (tx, rx) = mpsc::channel(writers * options.max_batch.max(1));
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let round_deadline = options.statement_timeout + Duration::from_secs(1);
         let tasks = (0..writers)
-            .map(|_| tokio::spawn(batch::writer(pool.clone(), Arc::clone(&rx), options.max_batch.max(1))))
+            .map(|_| {
+                let (pool, rx, max_batch) = (pool.clone(), Arc::clone(&rx), options.max_batch.max(1));
+                tokio::spawn(batch::supervise(pool, rx, max_batch, round_deadline))
+            })
             .collect();
         tracing::info!(pool_size, writers, "postgres store connected");
         Ok(Self { pool, upserts: Mutex::new(Some(tx)), writers: Mutex::new(tasks) })
@@ -157,14 +177,17 @@ impl ProgressStore for PostgresStore {
         answer.await.map_err(|_| closed())?
     }
 
-    async fn hide(&self, key: &ProgressKey) -> Result<bool, StoreError> {
+    async fn hide(&self, key: &ProgressKey) -> Result<Option<Progress>, StoreError> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(schema::HIDE).await.map_err(pg_error)?;
-        let n = client
-            .execute(&stmt, &[&key.account_id.as_str(), &key.profile_id.as_str(), &key.video_id.as_str()])
+        let row = client
+            .query_opt(&stmt, &[&key.account_id.as_str(), &key.profile_id.as_str(), &key.video_id.as_str()])
             .await
             .map_err(pg_error)?;
-        Ok(n > 0)
+        match row.map(|r| entry_of(false, r.get(0), r.get(1), r.get(2), r.get(3), true)).transpose()? {
+            Some(Entry::Live(p)) => Ok(Some(p)),
+            _ => Ok(None),
+        }
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
@@ -220,24 +243,31 @@ impl ProgressStore for PostgresStore {
         }
     }
 
-    async fn expire(&self, untouched_since: Timestamp) -> Result<u64, StoreError> {
+    async fn expire(&self, untouched_since: Timestamp, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
         let cutoff = millis(untouched_since)?;
-        let mut removed = 0;
-        loop {
-            // A connection per batch: the pool serves live traffic between them.
-            let client = self.client().await?;
-            let stmt = client.prepare_cached(schema::EXPIRE_BATCH).await.map_err(pg_error)?;
-            let n = client.execute(&stmt, &[&cutoff, &EXPIRE_BATCH_ROWS]).await.map_err(pg_error)?;
-            removed += n;
-            if n < EXPIRE_BATCH_ROWS as u64 {
-                return Ok(removed);
-            }
-        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(schema::EXPIRE_BATCH).await.map_err(pg_error)?;
+        let rows = client.query(&stmt, &[&cutoff, &limit]).await.map_err(pg_error)?;
+        rows.iter()
+            .map(|r| {
+                let id = |i: usize| r.get::<_, String>(i);
+                let invalid = |e: playmark_core::IdError| corrupt(format!("stored id {e}"));
+                Ok(ProgressKey {
+                    account_id: playmark_core::AccountId::parse(id(0)).map_err(invalid)?,
+                    profile_id: playmark_core::ProfileId::parse(id(1)).map_err(invalid)?,
+                    video_id: VideoId::parse(id(2)).map_err(invalid)?,
+                })
+            })
+            .collect()
     }
 
+    /// A write, not a `SELECT 1`: a server that answers but cannot write (a
+    /// replica after failover, a full disk) is not ready.
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(pg_error).map(drop)
+        let stmt = client.prepare_cached(schema::HEARTBEAT).await.map_err(pg_error)?;
+        client.execute(&stmt, &[]).await.map_err(pg_error).map(drop)
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -296,16 +326,32 @@ fn closed() -> StoreError {
     StoreError::Unavailable { backend: BACKEND, reason: "the store is closed".into() }
 }
 
-/// Maps a driver error: a broken or refused connection is `Unavailable`
-/// (worth retrying), anything else is a backend failure.
+/// Maps a driver error to its kind, by SQLSTATE:
+///
+/// - a broken or refused connection, a serialization failure or deadlock
+///   (routine on distributed SQL: the statement did nothing), a server
+///   shutting down or read-only (failover), insufficient resources (class
+///   53: a full disk, out of memory, too many connections): `Unavailable`,
+///   nothing was written and a retry may succeed;
+/// - a statement cancelled by `statement_timeout`: `Timeout`;
+/// - data or index corruption (class XX001, XX002): `Corrupt`;
+/// - anything else (a bug, a schema someone changed): `Backend`.
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
-    // Serialization failures and deadlocks are routine on distributed SQL
-    // (and possible here): the statement did nothing, and a retry is safe.
-    let retryable = e
-        .code()
-        .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED);
-    if retryable || e.is_closed() || e.as_db_error().is_none() {
+    let Some(code) = e.code() else {
+        return StoreError::Unavailable { backend: BACKEND, reason: e.to_string() };
+    };
+    let class = code.code().get(..2).unwrap_or_default();
+    if *code == SqlState::QUERY_CANCELED {
+        StoreError::Timeout { backend: BACKEND }
+    } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+        StoreError::Corrupt { backend: BACKEND, detail: e.to_string() }
+    } else if e.is_closed()
+        || matches!(class, "08" | "53" | "57")
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+    {
         StoreError::Unavailable { backend: BACKEND, reason: e.to_string() }
     } else {
         StoreError::Backend { backend: BACKEND, source: Box::new(e) }

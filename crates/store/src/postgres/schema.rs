@@ -29,6 +29,8 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), t
         );
         CREATE INDEX IF NOT EXISTS playmark_progress_touched_at ON playmark_progress (touched_at);
         ALTER TABLE playmark_progress ADD COLUMN IF NOT EXISTS hidden boolean NOT NULL DEFAULT false;
+        CREATE TABLE IF NOT EXISTS playmark_heartbeat (id integer PRIMARY KEY, at timestamptz NOT NULL);
+        INSERT INTO playmark_heartbeat VALUES (1, now()) ON CONFLICT (id) DO NOTHING;
         "#,
     )
     .await?;
@@ -114,14 +116,21 @@ pub(crate) const DELETE: &str = "INSERT INTO playmark_progress AS t \
      WHERE NOT (t.deleted AND t.updated_at >= excluded.updated_at) \
      RETURNING updated_at";
 
-/// Deletes up to `$2` rows untouched since `$1`; index-friendly and portable
-/// (no `ctid`, no `DELETE ... LIMIT`). The outer `touched_at` test matters:
-/// under READ COMMITTED a row written while this runs is re-checked against
-/// the outer condition only, and a fresh checkpoint must survive.
+/// Deletes up to `$2` rows untouched since `$1` and returns their keys;
+/// index-friendly and portable (no `ctid`, no `DELETE ... LIMIT`). The outer
+/// `touched_at` test matters: under READ COMMITTED a row written while this
+/// runs is re-checked against the outer condition only, and a fresh
+/// checkpoint must survive.
 pub(crate) const EXPIRE_BATCH: &str = "DELETE FROM playmark_progress WHERE (account_id, profile_id, video_id) IN \
      (SELECT account_id, profile_id, video_id FROM playmark_progress WHERE touched_at < $1 LIMIT $2) \
-     AND touched_at < $1";
+     AND touched_at < $1 RETURNING account_id, profile_id, video_id";
 
 /// Hides a live row from continue-watching; its progress is untouched.
+/// Returns the row's checkpoint.
 pub(crate) const HIDE: &str = "UPDATE playmark_progress SET hidden = true \
-     WHERE account_id = $1 AND profile_id = $2 AND video_id = $3 AND NOT deleted";
+     WHERE account_id = $1 AND profile_id = $2 AND video_id = $3 AND NOT deleted \
+     RETURNING updated_at, device_id, position_ms, duration_ms";
+
+/// The readiness probe: a write, so a server that answers but cannot write
+/// (a replica, a full disk) is reported.
+pub(crate) const HEARTBEAT: &str = "UPDATE playmark_heartbeat SET at = now() WHERE id = 1";

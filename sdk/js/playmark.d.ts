@@ -116,7 +116,28 @@ export declare function decideHandoff(
 
 // ---------------------------------------------------------------------------
 // HTTP client (wire types: positions and durations in seconds)
+//
+// The wire names and fields below are checked against the server's OpenAPI
+// document (docs/openapi.json) by test/types.test.mjs.
 // ---------------------------------------------------------------------------
+
+/** What happened to a checkpoint (a stale-device refusal is a 409 `conflict` error instead). */
+export type UpdateOutcome = 'applied' | 'stale' | 'duplicate';
+
+/** The server's stable error codes. */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'internal'
+  | 'unavailable'
+  | 'overloaded';
 
 export interface TitleKey {
   account_id: string;
@@ -149,7 +170,7 @@ export interface Checkpoint extends TitleKey {
 }
 
 export interface UpdateResult {
-  outcome: 'applied' | 'stale' | 'duplicate';
+  outcome: UpdateOutcome;
   record: PlaybackRecord | null;
 }
 
@@ -157,7 +178,7 @@ export interface ResumeAnswer {
   found: boolean;
   position: number;
   action: ResumeAction;
-  reason?: ResumeReason;
+  reason: ResumeReason;
   /** The device the record came from (servers with the guardrails). */
   device_id?: string;
   /** For a prompt: the local position (seconds). */
@@ -165,11 +186,15 @@ export interface ResumeAnswer {
   record?: PlaybackRecord;
 }
 
+/** An error answer's body. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; field?: string };
+  /** For `conflict`: the standing record. */
+  record?: PlaybackRecord;
+}
+
 export interface BatchResult {
-  results: Array<
-    | { outcome: 'applied' | 'stale' | 'duplicate'; record: PlaybackRecord | null }
-    | { error: { code: string; message: string; field?: string }; record?: PlaybackRecord | null }
-  >;
+  results: Array<UpdateResult | ErrorBody>;
 }
 
 export declare class PlaymarkError extends Error {
@@ -185,8 +210,8 @@ export declare class PlaymarkError extends Error {
   readonly name: 'PlaymarkError';
   /** The HTTP status; 0 when no answer came (`network_error`, `timeout`). */
   status: number;
-  /** The server's error code (`invalid_request`, `conflict`, `unavailable`, …), or `network_error`, `timeout`, `invalid_response`, `http_<status>`. */
-  code: string;
+  /** The server's error code, or a client-side one: `network_error`, `timeout`, `invalid_response`, `http_<status>`. */
+  code: ErrorCode | 'network_error' | 'timeout' | 'invalid_response' | `http_${number}`;
   /** The field at fault, for `invalid_request`. */
   field: string | null;
   /** For a 409 conflict: the standing record. */
@@ -210,6 +235,10 @@ export interface PlaymarkClientOptions {
   retryAfterMaxMs?: number;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
+  /** A bearer token for a server with `--auth jwt`. */
+  token?: string | null;
+  /** Gives a bearer token: asked for the first request, and again after a 401 (the request is then retried once). */
+  getToken?: (() => Promise<string>) | null;
 }
 
 export declare class PlaymarkClient {
@@ -223,6 +252,8 @@ export declare class PlaymarkClient {
   forget(key: TitleKey): Promise<void>;
   hide(key: TitleKey): Promise<void>;
   batch(checkpoints: Checkpoint[]): Promise<BatchResult>;
+  /** Replaces the bearer token; `null` sends none. */
+  setToken(token: string | null): void;
 }
 
 // ---------------------------------------------------------------------------

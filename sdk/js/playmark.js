@@ -254,8 +254,15 @@ export class PlaymarkClient {
     retryAfterMaxMs = 5000,
     random = Math.random,
     sleep = defaultSleep,
+    token = null,
+    getToken = null,
   } = {}) {
     if (typeof fetch !== 'function') throw new TypeError('PlaymarkClient needs a fetch function');
+    if (getToken !== null && typeof getToken !== 'function') throw new TypeError('getToken must be an async function');
+    // A fixed bearer token, or a provider asked for the first request and
+    // again after a 401 (the request is then retried once).
+    this._token = token;
+    this._getToken = getToken;
     this.baseUrl = String(baseUrl).replace(/\/+$/, '');
     this.timeoutMs = timeoutMs;
     this.retries = retries;
@@ -324,6 +331,11 @@ export class PlaymarkClient {
     return Math.floor(this._random() * ceiling);
   }
 
+  /** Replaces the bearer token (for a server with `--auth jwt`); `null` sends none. */
+  setToken(token) {
+    this._token = token;
+  }
+
   async _request(method, path, { query, body } = {}) {
     const url = this._url(path, query);
     const init = { method, headers: { accept: 'application/json' } };
@@ -331,6 +343,19 @@ export class PlaymarkClient {
       init.headers['content-type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
+    if (this._token === null && this._getToken) this._token = await this._getToken();
+    try {
+      return await this._withRetries(url, init);
+    } catch (e) {
+      // An expired or revoked token: ask the provider for a fresh one, once.
+      if (e.status !== 401 || !this._getToken) throw e;
+      this._token = await this._getToken();
+      return this._withRetries(url, init);
+    }
+  }
+
+  async _withRetries(url, base) {
+    const init = this._token ? { ...base, headers: { ...base.headers, authorization: `Bearer ${this._token}` } } : base;
     for (let attempt = 0; ; attempt++) {
       let error;
       try {

@@ -5,7 +5,8 @@
 // It starts `playmark serve` on a free loopback port over a fresh data
 // directory, opens `/`, hands a title over from the TV to the Phone, makes
 // the Phone's resume a prompt, checks the continue-watching row, and saves a
-// screenshot to docs/demo.png.
+// screenshot to docs/demo.png. Then, against a node with --auth jwt, it
+// plays with and without a pasted token.
 //
 // PLAYMARK_DEMO_PROXY=1 serves the page from the source tree
 // (crates/server/assets, sdk/js) and forwards everything else to the binary:
@@ -14,7 +15,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, mkdir, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
@@ -40,9 +42,9 @@ const CHROMIUM_ARGS = [
 const SCREENSHOT = path.join(ROOT, 'docs', 'demo.png');
 const KEY = { account_id: 'acct-demo', profile_id: 'A' };
 
-/** Starts `playmark serve` and waits for its "playmark listening" log line. */
-async function startPlaymark(dataDir) {
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--log-format', 'json', '--data-dir', dataDir], {
+/** Starts `playmark serve` (with `extra` flags) and waits for its "playmark listening" log line. */
+async function startPlaymark(dataDir, extra = []) {
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--log-format', 'json', '--data-dir', dataDir, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const tail = [];
@@ -292,4 +294,56 @@ test('the demo hands a title over from the TV to the Phone and prompts before a 
   assert.equal(await serverRecord('tears-of-steel'), null, 'removing forgets the progress');
 
   assert.deepEqual(pageErrors, [], 'no errors in the page');
+});
+
+test('with --auth jwt the demo works once a token is pasted, and not before', { timeout: 120_000 }, async (t) => {
+  assert.ok(BIN, 'set PLAYMARK_BIN to the playmark binary (e.g. target/debug/playmark); scripts/test does');
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'playmark-browser-data-'));
+  const profileDir = await mkdtemp(path.join(os.tmpdir(), 'playmark-browser-chromium-'));
+  const secret = path.join(dataDir, 'secret');
+  await writeFile(secret, 'browser-test-secret\n');
+  const playmark = await startPlaymark(dataDir, ['--auth', 'jwt', '--jwt-secret-file', secret]);
+  t.after(async () => {
+    await playmark.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  const token = execFileSync(BIN, ['token', '--secret-file', secret, '--account', KEY.account_id], { encoding: 'utf8' }).trim();
+  const serverRecord = async (video_id) => {
+    const q = new URLSearchParams({ ...KEY, video_id });
+    const res = await fetch(`${playmark.base}/playback/resume?${q}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    return body.found ? body.record : null;
+  };
+
+  const context = await chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  t.after(async () => {
+    await context.close();
+    await rm(profileDir, { recursive: true, force: true });
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto(playmark.base + '/');
+  await page.waitForSelector('#title-tv option[value="sintel"]', { state: 'attached' });
+
+  // Without a token every checkpoint is refused, and the log says why.
+  await page.selectOption('#title-tv', 'sintel');
+  await page.selectOption('#speed-tv', '60');
+  await page.click('#play-tv');
+  await page.waitForSelector('#log-tv li[data-kind="failed"]');
+  assert.match(await page.textContent('#log-tv li[data-kind="failed"]'), /unauthorized/);
+  await page.click('#pause-tv');
+  assert.equal(await serverRecord('sintel'), null, 'nothing was written without a token');
+
+  // With the token pasted, the checkpoints go through.
+  await page.fill('#token', token);
+  await page.dispatchEvent('#token', 'change');
+  await page.click('#play-tv');
+  await page.waitForFunction(() => parseFloat(document.querySelector('#position-tv').textContent) >= 120, null, { timeout: 30_000 });
+  await page.click('#pause-tv');
+  const paused = parseFloat(await page.textContent('#position-tv'));
+  await until('the paused position on the server', async () => {
+    const r = await serverRecord('sintel');
+    return r && r.device_id === 'tv' && Math.abs(r.position - paused) < 0.06;
+  });
+  await page.waitForSelector('#continue-watching [data-video-id="sintel"]');
 });

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 mod loadgen;
+mod token;
 
 use clap::{Parser, Subcommand};
 use playmark_server::{Application, Config, telemetry};
@@ -32,6 +33,12 @@ enum Command {
     /// Load a running playmark like viewers do, and measure latency and
     /// throughput (see `playmark loadgen --help`).
     Loadgen(Box<loadgen::LoadgenArgs>),
+    /// Print the OpenAPI document that `GET /openapi.json` serves (the one
+    /// in docs/openapi.json).
+    Openapi,
+    /// Print an HS256 token for a node started with --auth jwt
+    /// --jwt-secret-file: for development and smoke tests.
+    Token(Box<token::TokenArgs>),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +50,11 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(loadgen::run(*args))),
+        Command::Openapi => {
+            println!("{}", playmark_server::http::openapi::json());
+            Ok(())
+        }
+        Command::Token(args) => token::token(&args).map(|t| println!("{t}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

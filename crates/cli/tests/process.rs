@@ -189,31 +189,95 @@ async fn sigterm_stops_cleanly_with_exit_code_zero_and_keeps_data() {
     assert_eq!(resume(&client, &server, "acct", "V1").await["position"], 42);
 }
 
+/// Every flag of every subcommand has help text and a `PLAYMARK_*` env var:
+/// read from `--help` itself, so a new flag cannot miss either.
 #[test]
-fn every_serve_flag_has_help_and_an_env_var() {
-    let output = std::process::Command::new(BIN).args(["serve", "--help"]).output().expect("runs");
-    assert!(output.status.success());
-    let help = String::from_utf8(output.stdout).expect("utf-8");
-    for flag in [
-        "listen",
-        "data-dir",
-        "max-clock-skew",
-        "ttl-days",
-        "sweep-interval",
-        "min-resume-percent",
-        "max-resume-percent",
-        "min-resume-duration",
-        "write-timeout",
-        "read-timeout",
-        "embedded-cache-mb",
-        "shutdown-grace",
-        "log-format",
-        "log-level",
-    ] {
-        assert!(help.contains(&format!("--{flag}")), "--{flag} missing from help");
-        let env = format!("PLAYMARK_{}", flag.replace('-', "_").to_uppercase());
-        assert!(help.contains(&env), "{env} missing from help");
+fn every_flag_has_help_and_an_env_var() {
+    for command in ["serve", "loadgen", "token"] {
+        let output = std::process::Command::new(BIN).args([command, "--help"]).output().expect("runs");
+        assert!(output.status.success());
+        let help = String::from_utf8(output.stdout).expect("utf-8");
+        // Options start a line, indented at most 6, with `--name` (or `-x,
+        // --name`); their text, indented deeper, runs until the next option.
+        let mut options: Vec<(String, String)> = Vec::new();
+        for line in help.lines().skip_while(|l| *l != "Options:") {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            let flag =
+                trimmed.strip_prefix("-h, ").or(Some(trimmed)).filter(|t| indent <= 6 && t.starts_with("--"));
+            match flag {
+                Some(flag) => {
+                    let name = flag.split([' ', '=', '<']).next().unwrap_or_default().to_owned();
+                    // Short help puts the text on the option's own line, after
+                    // the value name.
+                    let rest = flag[name.len()..].trim_start();
+                    let rest = if rest.starts_with('<') {
+                        rest.split_once('>').map_or("", |(_, r)| r)
+                    } else {
+                        rest
+                    };
+                    options.push((name, format!("{rest} ")));
+                }
+                None => {
+                    if let Some((_, text)) = options.last_mut() {
+                        text.push_str(line);
+                        text.push(' ');
+                    }
+                }
+            }
+        }
+        let options: Vec<_> =
+            options.into_iter().filter(|(name, _)| name != "--help" && name != "--version").collect();
+        assert!(options.len() >= 3, "{command}: no options found in:\n{help}");
+        for (name, text) in options {
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(text.contains("[env: PLAYMARK_"), "{command} {name} has no PLAYMARK_* env var:\n{text}");
+            let words = text.split("[env:").next().unwrap_or_default().split_whitespace().count();
+            assert!(words >= 3, "{command} {name} has no help text: {text:?}");
+        }
     }
+}
+
+#[test]
+fn serving_a_public_address_without_auth_refuses_to_start_and_names_the_ways_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--auth jwt") && stderr.contains("--allow-unauthenticated"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playmark_token_mints_a_token_the_node_accepts_for_its_scope() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "process-test-secret\n").expect("write");
+    let secret = secret.to_str().expect("utf-8 path");
+    let data = dir.path().join("data");
+    let server = start_with(&data, &["--auth", "jwt", "--jwt-secret-file", secret]).await;
+    let mint = |scope: &str| {
+        let output = std::process::Command::new(BIN)
+            .args(["token", "--secret-file", secret, "--account", "acct", "--scope", scope, "--ttl", "5m"])
+            .output()
+            .expect("runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    };
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/playback/update", server.addr);
+    let body = json!({"profile_id": "A", "video_id": "V1", "device_id": "tv", "position": 10});
+    let read_only =
+        client.post(&url).bearer_auth(mint("playback:read")).json(&body).send().await.expect("sent");
+    assert_eq!(read_only.status(), reqwest::StatusCode::FORBIDDEN);
+    let writer =
+        client.post(&url).bearer_auth(mint("playback:write")).json(&body).send().await.expect("sent");
+    assert_eq!(writer.status(), reqwest::StatusCode::OK);
+    let anonymous = client.post(&url).json(&body).send().await.expect("sent");
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
 
 #[test]

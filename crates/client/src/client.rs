@@ -11,6 +11,7 @@ use playmark_wire::{
     UpdateResponse,
 };
 
+use crate::token::Tokens;
 use crate::types::{Checkpoint, ProfileKey, TitleKey};
 
 /// Why a call failed.
@@ -44,6 +45,9 @@ pub enum Error {
     /// A bad base URL.
     #[error("invalid base URL {0:?}")]
     BaseUrl(String),
+    /// The token provider could not give a token.
+    #[error("cannot get a bearer token: {0}")]
+    Token(String),
 }
 
 impl Error {
@@ -59,6 +63,7 @@ pub struct ClientBuilder {
     base_url: String,
     timeout: Duration,
     retries: u32,
+    tokens: Option<Tokens>,
 }
 
 impl ClientBuilder {
@@ -74,18 +79,33 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends this bearer token with every request (for `--auth jwt`).
+    pub fn token(self, token: impl Into<String>) -> Self {
+        self.tokens(Tokens::fixed(token))
+    }
+
+    /// Sends bearer tokens from `tokens` (e.g. [`Tokens::provider`], which
+    /// is asked again after a 401).
+    pub fn tokens(mut self, tokens: Tokens) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Result<Client, Error> {
         let base = self.base_url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::BaseUrl(self.base_url));
         }
+        // reqwest's rustls needs the process's provider chosen first.
+        #[cfg(feature = "tls")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Transport(e.to_string()))?;
-        Ok(Client { http, base, timeout: self.timeout, retries: self.retries })
+        Ok(Client { http, base, timeout: self.timeout, retries: self.retries, tokens: self.tokens })
     }
 }
 
@@ -96,6 +116,7 @@ pub struct Client {
     base: String,
     timeout: Duration,
     retries: u32,
+    tokens: Option<Tokens>,
 }
 
 /// The longest pause between retries, whatever `Retry-After` says.
@@ -109,7 +130,7 @@ impl Client {
 
     /// A builder, to set the timeout and retries.
     pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
-        ClientBuilder { base_url: base_url.into(), timeout: Duration::from_secs(2), retries: 2 }
+        ClientBuilder { base_url: base_url.into(), timeout: Duration::from_secs(2), retries: 2, tokens: None }
     }
 
     /// Records a checkpoint (`POST /playback/update`). A stale-device
@@ -196,8 +217,8 @@ impl Client {
         self.send(method, path, build).await.map(drop)
     }
 
-    /// Sends with bounded retries (network errors and 503, full jitter,
-    /// honouring `Retry-After` up to [`MAX_PAUSE`]).
+    /// Sends, and once more with a fresh token after a 401 when the tokens
+    /// come from a provider (the token expired or was revoked).
     async fn send(
         &self,
         method: Method,
@@ -205,11 +226,36 @@ impl Client {
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
         let url = format!("{}{}", self.base, path);
+        let Some(tokens) = &self.tokens else {
+            return self.send_with_retries(&method, &url, &build, None).await;
+        };
+        let token = tokens.current().await.map_err(Error::Token)?;
+        match self.send_with_retries(&method, &url, &build, Some(&token)).await {
+            Err(Error::Api { code: ErrorCode::Unauthorized, .. }) if tokens.refreshes() => {
+                let fresh = tokens.refresh().await.map_err(Error::Token)?;
+                self.send_with_retries(&method, &url, &build, Some(&fresh)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends with bounded retries (network errors and 503, full jitter,
+    /// honouring `Retry-After` up to [`MAX_PAUSE`]).
+    async fn send_with_retries(
+        &self,
+        method: &Method,
+        url: &str,
+        build: &impl Fn(RequestBuilder) -> RequestBuilder,
+        token: Option<&str>,
+    ) -> Result<reqwest::Response, Error> {
         let mut backoff = Duration::from_millis(50);
         for attempt in 0..=self.retries {
             let last = attempt == self.retries;
-            let result = build(self.http.request(method.clone(), &url)).send().await;
-            let pause = match result {
+            let mut request = build(self.http.request(method.clone(), url));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let pause = match request.send().await {
                 Ok(r) if r.status().is_success() => return Ok(r),
                 Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE && !last => r
                     .headers()

@@ -4,9 +4,11 @@
 //!   retries with full jitter (network errors and 503 only: every playmark
 //!   write is a conditional merge, so a retry is at worst a `duplicate`), and
 //!   one pooled HTTP connection set.
+//! - [`Tokens`]: bearer tokens for a playmark with `--auth jwt`, fixed or
+//!   from an async provider that is asked again after a 401.
 //! - [`Player`]: one title on one device. Feed it what the player does
 //!   (`play`, `tick`, `pause`, ...); it applies the shared
-//!   [`CheckpointPolicy`](playmark_core::CheckpointPolicy) (the brief's smart
+//!   [`CheckpointPolicy`](playmark_core::CheckpointPolicy) (smart
 //!   checkpointing) and sends what the policy says, with the stale-device
 //!   guard armed. See `docs/player-policy.md`.
 //!
@@ -28,6 +30,7 @@
 
 mod client;
 mod player;
+mod token;
 mod types;
 
 pub use client::{Client, ClientBuilder, Error};
@@ -36,4 +39,5 @@ pub use playmark_wire::{
     BatchItem, ErrorCode, PlayerEvent, Record, ResumeAction, ResumeReason, ResumeResponse, Seconds,
     UpdateOutcome, UpdateResponse,
 };
+pub use token::{TokenFuture, Tokens};
 pub use types::{Checkpoint, ProfileKey, TitleKey};

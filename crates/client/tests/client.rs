@@ -208,3 +208,68 @@ async fn a_server_that_never_answers_times_out_after_the_retries() {
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
+
+/// A node with `--auth jwt` and an HS256 secret, and a way to mint tokens.
+async fn secured_server() -> (Server, impl Fn(i64) -> String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "client-test-secret").expect("write");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.path().to_path_buf(),
+        auth: playmark_server::config::AuthMode::Jwt,
+        jwt_secret_file: Some(secret),
+        ..Config::default()
+    };
+    let app = Application::build(config).await.expect("app builds");
+    let url = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    // A token for account `acct` that expires `ttl` seconds from now.
+    let mint = |ttl: i64| {
+        let exp = i64::try_from(now_ms() / 1000).expect("fits") + ttl;
+        let key = jsonwebtoken::EncodingKey::from_secret(b"client-test-secret").expect("secret");
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"sub": "acct", "exp": exp}),
+            &key,
+        )
+        .expect("signed")
+    };
+    (Server { url, _dir: dir, _stop: stop }, mint)
+}
+
+#[tokio::test]
+async fn a_token_provider_is_asked_again_after_a_401_and_the_request_is_retried_once() {
+    let (s, mint) = secured_server().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (expired, fresh) = (mint(-3_600), mint(600));
+    let counter = Arc::clone(&calls);
+    let tokens = playmark_client::Tokens::provider(move || {
+        // The first token handed out has expired (a cached one, say).
+        let token = if counter.fetch_add(1, Ordering::SeqCst) == 0 { expired.clone() } else { fresh.clone() };
+        async move { Ok(token) }
+    });
+    let client = Client::builder(&s.url).tokens(tokens).build().expect("client");
+    let answer = client
+        .update(&checkpoint("V1", "tv", 60.0, now_ms() - 1_000))
+        .await
+        .expect("retried with a fresh token");
+    assert_eq!(answer.outcome, UpdateOutcome::Applied);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "asked once, and once more after the 401");
+    client.resume(&TitleKey::new("acct", "A", "V1"), None, None).await.expect("the fresh token is kept");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_fixed_token_that_is_refused_is_an_unauthorized_error() {
+    let (s, mint) = secured_server().await;
+    let client = Client::builder(&s.url).token(mint(-3_600)).build().expect("client");
+    let err = client.resume(&TitleKey::new("acct", "A", "V1"), None, None).await.expect_err("expired");
+    assert!(matches!(err, Error::Api { status: 401, code: ErrorCode::Unauthorized, .. }), "{err:?}");
+    let anonymous = Client::new(&s.url).expect("client");
+    let err = anonymous.resume(&TitleKey::new("acct", "A", "V1"), None, None).await.expect_err("no token");
+    assert!(matches!(err, Error::Api { code: ErrorCode::Unauthorized, .. }), "{err:?}");
+}

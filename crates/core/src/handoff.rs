@@ -1,4 +1,4 @@
-//! The resume guardrails of the brief's section 11: what a device should do
+//! The resume guardrails (docs/design.md#guardrails): what a device should do
 //! when it already has a local position and the server says something else.
 //!
 //! Last write wins on the server; these rules keep the result from

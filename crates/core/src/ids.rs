@@ -1,6 +1,6 @@
 //! Validated identifiers.
 //!
-//! Every id is 1–128 characters from `A-Z a-z 0-9 . _ : -` (API.md). The set is
+//! Every id is 1–128 characters from `A-Z a-z 0-9 . _ : -` (docs/api.md#identifiers). The set is
 //! ASCII and excludes separators such as NUL and `/`, so stores may join ids
 //! into composite keys without escaping. An id that exists as a value has been
 //! validated: there is no way to build one from an unchecked string.

@@ -17,12 +17,15 @@
 //! - [`handoff`]: the resume guardrails for a device that has its own
 //!   position (ignore small regressions, prompt on big backward jumps).
 //! - [`policy`]: the player's [`CheckpointPolicy`]: when to send a checkpoint.
+//! - [`access`]: who may touch which progress: a verified [`Principal`]
+//!   and the authorization decision.
 //! - [`names`]: [`wire_names!`], which gives enums such as [`ResumeAction`]
 //!   their one set of wire names (with `serde` and `utoipa` support behind
 //!   the `serde` and `openapi` features).
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod checkpoint;
 pub mod entry;
 pub mod handoff;
@@ -33,6 +36,7 @@ pub mod position;
 pub mod resume;
 pub mod time;
 
+pub use access::{Access, Denied, Principal, Scope, Scopes};
 pub use checkpoint::{Checkpoint, CheckpointInput, FieldError, PlayerEvent};
 pub use entry::{Entry, Outcome, Progress, StaleGuard};
 pub use handoff::{Handoff, HandoffConfig};

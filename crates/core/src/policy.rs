@@ -1,6 +1,7 @@
 //! The player's checkpoint policy: when a player should send its position.
 //!
-//! The brief's "smarter write strategy": not every few seconds, but when the
+//! Smart checkpointing (docs/design.md#checkpoint-policy): not every few
+//! seconds, but when the
 //! position moved at least `delta_ms` since the last checkpoint sent, when
 //! the viewer pauses, seeks, stops or sends the app to the background, and
 //! at least every `max_interval_ms` while playing. Never two sends in
@@ -19,7 +20,7 @@ use crate::PlayerEvent;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointConfig {
     /// Send when the position moved at least this much (ms). Default 30 000;
-    /// the brief suggests 15 000 to 30 000.
+    /// 15 000 to 30 000 all serve (docs/design.md#checkpoint-policy).
     pub delta_ms: u64,
     /// While playing, send at least this often (ms) if the position changed.
     /// Default 60 000.

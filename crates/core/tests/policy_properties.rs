@@ -1,4 +1,5 @@
-//! Properties of the checkpoint policy, and the brief's write reduction.
+//! Properties of the checkpoint policy, and its write reduction
+//! (docs/design.md#scale).
 
 use playmark_core::{CheckpointConfig, CheckpointPolicy, PlayerInput, Skip};
 use proptest::prelude::*;
@@ -73,7 +74,7 @@ proptest! {
     }
 }
 
-/// A 30-minute session the way the brief counts it: the naive client sends
+/// A 30-minute session as docs/design.md#scale counts it: the naive client sends
 /// every 10 s for the whole session (180 writes); the policy sends on moves
 /// of 30 s, pauses, the seek and the stop.
 #[test]

@@ -552,6 +552,13 @@ for (const id of ['account', 'profile']) {
     refreshRow();
   });
 }
+// A server with --auth jwt needs a bearer token for the account: pasted
+// here (e.g. from `playmark token`), sent with every request.
+$('token').addEventListener('change', () => {
+  client.setToken($('token').value.trim() || null);
+  lastRow = null;
+  refreshRow();
+});
 $('who').addEventListener('submit', (e) => e.preventDefault());
 
 refreshRow();

@@ -25,6 +25,8 @@ use crate::sweeper;
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// `--metrics-listen`: /metrics alone, unauthenticated.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     config: Config,
 }
@@ -52,7 +54,16 @@ impl Application {
             format!("cannot listen on {} (is another server using it? try --listen)", config.listen)
         })?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on --metrics-listen {at}"))?,
+            ),
+        };
         let metrics = Arc::new(Metrics::default());
+        let auth = authenticator(&config).await?;
 
         let cache = open_cache(&config).await?;
         let store = match &cache {
@@ -83,8 +94,15 @@ impl Application {
             service = service.with_events(Publisher::start(sink, config.events_queue, Arc::clone(&metrics)));
         }
         let service = Arc::new(service);
-        let state = AppState { service, metrics, reject_unknown_fields: config.reject_unknown_fields };
-        Ok(Self { listener, addr, state, config })
+        let state = AppState {
+            service,
+            metrics,
+            reject_unknown_fields: config.reject_unknown_fields,
+            openapi: Arc::new(http::openapi::json_for(auth.is_on())),
+            auth,
+            cors_origins: Arc::new(config.cors_origins.clone()),
+        };
+        Ok(Self { listener, addr, metrics_listener, state, config })
     }
 
     /// The address the server is bound to.
@@ -97,6 +115,11 @@ impl Application {
         self.addr.port()
     }
 
+    /// Where `--metrics-listen` is bound, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight
     /// requests finish (up to the configured grace), stops the sweeper and
     /// flushes the store.
@@ -104,10 +127,28 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, addr, state, config } = self;
+        let Application { listener, addr, metrics_listener, state, config } = self;
         let service = Arc::clone(&state.service);
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(listener) = metrics_listener {
+            let (metrics, mut stop) = (Arc::clone(&state.metrics), stop_rx.clone());
+            let router = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let metrics = Arc::clone(&metrics);
+                    async move { http::ops::render_metrics(&metrics) }
+                }),
+            );
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let sweeper = config.ttl().map(|ttl| {
             tokio::spawn(sweeper::run(Arc::clone(&service), ttl, config.sweep_interval, stop_rx.clone()))
         });
@@ -138,6 +179,29 @@ impl Application {
         service.close().await.context("cannot flush the store")?;
         tracing::info!("playmark stopped cleanly");
         Ok(())
+    }
+}
+
+/// How callers prove who they are, as the flags say.
+async fn authenticator(config: &Config) -> anyhow::Result<crate::auth::Authenticator> {
+    use crate::auth::{Authenticator, jwt};
+    match config.auth {
+        crate::config::AuthMode::None => Ok(Authenticator::Off),
+        crate::config::AuthMode::Jwt => {
+            let verifier = jwt::JwtVerifier::new(jwt::JwtOptions {
+                secret_file: config.jwt_secret_file.clone(),
+                jwks_file: config.jwt_jwks_file.clone(),
+                jwks_url: config.jwt_jwks_url.clone(),
+                issuer: config.jwt_issuer.clone(),
+                audience: config.jwt_audience.clone(),
+                account_claim: config.jwt_account_claim.clone(),
+            })
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("cannot set up --auth jwt")?;
+            verifier.spawn_refresh();
+            Ok(Authenticator::Jwt(verifier))
+        }
     }
 }
 
@@ -188,6 +252,7 @@ async fn open_cache(config: &Config) -> anyhow::Result<Option<Arc<dyn ProgressCa
             key_prefix: config.redis_key_prefix.clone(),
             ttl: config.cache_ttl,
             connect_timeout: std::time::Duration::from_secs(1),
+            ca_file: config.redis_ca_file.clone(),
         })
         .context("cannot use Redis (check --redis-url)")?;
         if let Err(e) = cache.wait_connected(CACHE_STARTUP_WAIT).await {
@@ -200,7 +265,8 @@ async fn open_cache(config: &Config) -> anyhow::Result<Option<Arc<dyn ProgressCa
         #[cfg(feature = "memory")]
         CacheKind::Memory => {
             // Per-node caches never see other nodes' writes: keep entries
-            // no longer than the brief's tolerance for stale reads.
+            // no longer than the 1–2 s of staleness the design accepts
+            // (docs/design.md#availability).
             let ttl = config.cache_ttl.min(std::time::Duration::from_secs(2));
             Ok(Some(Arc::new(playmark_store::memory::MemoryCache::new(config.memory_cache_capacity, ttl))))
         }
@@ -238,6 +304,8 @@ async fn open_events(config: &Config) -> anyhow::Result<Option<Arc<dyn EventSink
                 subject: config.nats_subject.clone(),
                 stream: config.nats_stream.clone(),
                 timeout: std::time::Duration::from_secs(2),
+                max_age: config.nats_max_age,
+                max_bytes: config.nats_max_mb.saturating_mul(1024 * 1024),
             })
             .await
             .context("cannot use NATS (check --nats-url)")?;

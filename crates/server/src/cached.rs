@@ -1,4 +1,5 @@
-//! The brief's hybrid read and write flow: a cache in front of the store.
+//! The hybrid read and write flow (docs/design.md#write-flow and
+//! #read-flow): a cache in front of the store.
 //!
 //! [`CachedStore`] is itself a [`ProgressStore`], so the service is the same
 //! with or without a cache. It owns the cache policy:

@@ -40,6 +40,17 @@ pub enum CacheKind {
     RedisCluster,
 }
 
+/// How requests prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// They don't: anyone who reaches the port may read and write any
+    /// account. Only on loopback, unless --allow-unauthenticated.
+    None,
+    /// A bearer JWT from the operator's identity provider, scoped to one
+    /// account (see --jwt-*).
+    Jwt,
+}
+
 /// Where applied checkpoints are announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EventsKind {
@@ -85,6 +96,54 @@ pub struct Config {
     /// Address and port to listen on (port 0 picks a free one).
     #[arg(long, env = "PLAYMARK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// How requests prove who they are. `none` refuses to listen on a
+    /// non-loopback address unless --allow-unauthenticated is given.
+    #[arg(long, env = "PLAYMARK_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// Serve without authentication on a non-loopback --listen address
+    /// (behind a gateway that authenticates, say).
+    #[arg(long, env = "PLAYMARK_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// --auth jwt: a JWKS file of public keys (RS256, ES256, EdDSA).
+    #[arg(long, env = "PLAYMARK_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+
+    /// --auth jwt: a JWKS URL, fetched at start, refreshed every 5 minutes,
+    /// and fetched again when a token names an unknown key id.
+    #[arg(long, env = "PLAYMARK_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// --auth jwt: a file holding an HS256 shared secret (its bytes, a
+    /// trailing newline dropped); for development and tests.
+    #[arg(long, env = "PLAYMARK_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// --auth jwt: the `iss` every token must carry, when set.
+    #[arg(long, env = "PLAYMARK_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// --auth jwt: the `aud` every token must include, when set.
+    #[arg(long, env = "PLAYMARK_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// --auth jwt: the claim that names the one account a token may touch.
+    #[arg(long, env = "PLAYMARK_JWT_ACCOUNT_CLAIM", default_value = "sub")]
+    pub jwt_account_claim: String,
+
+    /// Serve /metrics, without authentication, on this address instead
+    /// (with --auth jwt, /metrics on --listen then needs a playback:admin
+    /// token anyway).
+    #[arg(long, env = "PLAYMARK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// A browser origin allowed to call the API (CORS), exactly as the
+    /// browser sends it, e.g. https://app.example.com. Repeat the flag (or
+    /// separate with commas in the env var) for several; none by default.
+    #[arg(long = "cors-origin", env = "PLAYMARK_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 
     /// Directory of the embedded store; created if missing.
     #[arg(long, env = "PLAYMARK_DATA_DIR", default_value = "./data")]
@@ -134,7 +193,8 @@ pub struct Config {
     pub prompt_backward: Duration,
 
     /// How long a write may take, retries included, before the client gets
-    /// 503 and nothing is acknowledged. The brief's budget is 500 ms.
+    /// 503 and nothing is acknowledged. The write budget is 500 ms
+    /// (docs/design.md#budgets).
     #[arg(long, env = "PLAYMARK_WRITE_TIMEOUT", default_value = "450ms", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
@@ -154,6 +214,8 @@ pub struct Config {
     pub store: StoreKind,
 
     /// PostgreSQL connection URL for `--store postgres` (never logged).
+    /// TLS follows `sslmode` as in libpq (`require`, `verify-ca`,
+    /// `verify-full`), with `sslrootcert=PATH` for a private CA.
     #[arg(
         long,
         env = "PLAYMARK_POSTGRES_URL",
@@ -190,6 +252,11 @@ pub struct Config {
     )]
     pub redis_url: Secret,
 
+    /// For `rediss://` URLs: a PEM file of the root certificates to trust
+    /// instead of the system's (a private CA).
+    #[arg(long, env = "PLAYMARK_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
     /// Prefix of every Redis key, so deployments can share a Redis.
     #[arg(long, env = "PLAYMARK_REDIS_KEY_PREFIX", default_value = "playmark:")]
     pub redis_key_prefix: String,
@@ -223,8 +290,18 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_NATS_STREAM", default_value = "PLAYMARK_PROGRESS")]
     pub nats_stream: String,
 
-    /// Events waiting to be published; beyond this, new events are dropped
-    /// (and counted) rather than slowing writes down.
+    /// The JetStream stream keeps events at most this long (e.g. 7d, 12h).
+    #[arg(long, env = "PLAYMARK_NATS_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub nats_max_age: Duration,
+
+    /// The JetStream stream keeps at most this many MiB of events; the
+    /// oldest are discarded first.
+    #[arg(long, env = "PLAYMARK_NATS_MAX_MB", default_value_t = 1024)]
+    pub nats_max_mb: u64,
+
+    /// Events waiting to be published (also while NATS is unreachable);
+    /// beyond this, new events are dropped (and counted) rather than slowing
+    /// writes down.
     #[arg(long, env = "PLAYMARK_EVENTS_QUEUE", default_value_t = 10_000)]
     pub events_queue: usize,
 
@@ -296,6 +373,31 @@ impl Config {
 
     /// Checks what clap cannot: that the flags agree with each other.
     pub fn validate(&self) -> Result<(), String> {
+        if self.auth == AuthMode::None && !self.listen.ip().is_loopback() && !self.allow_unauthenticated {
+            return Err(format!(
+                "refusing to serve {} without authentication: anyone who reaches it could read and change \
+                 every account's history. Use --auth jwt (see --jwt-jwks-url), or --allow-unauthenticated \
+                 if a gateway in front of playmark authenticates",
+                self.listen
+            ));
+        }
+        if self.auth == AuthMode::Jwt
+            && self.jwt_jwks_file.is_none()
+            && self.jwt_jwks_url.is_none()
+            && self.jwt_secret_file.is_none()
+        {
+            return Err(
+                "--auth jwt needs keys to verify tokens with: --jwt-jwks-url, --jwt-jwks-file or --jwt-secret-file"
+                    .into(),
+            );
+        }
+        for origin in &self.cors_origins {
+            if axum::http::HeaderValue::from_str(origin).is_err() || !origin.contains("://") {
+                return Err(format!(
+                    "--cors-origin {origin:?} is not an origin such as https://app.example.com"
+                ));
+            }
+        }
         if self.min_resume_percent >= self.max_resume_percent {
             return Err(format!(
                 "--min-resume-percent ({}) must be below --max-resume-percent ({})",
@@ -365,6 +467,18 @@ mod tests {
         let c = Standalone::parse_from(["playmark", "--postgres-url", "postgres://u:hunter2@db/x"]).config;
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.postgres_url.expose(), "postgres://u:hunter2@db/x");
+    }
+
+    #[test]
+    fn without_auth_only_loopback_is_served_unless_allowed() {
+        let parse = |args: &[&str]| Standalone::parse_from([&["playmark"], args].concat()).config.validate();
+        assert_eq!(parse(&["--listen", "127.0.0.1:8080"]), Ok(()));
+        assert_eq!(parse(&["--listen", "[::1]:8080"]), Ok(()));
+        let refused = parse(&["--listen", "0.0.0.0:8080"]).expect_err("refused");
+        assert!(refused.contains("--auth jwt") && refused.contains("--allow-unauthenticated"), "{refused}");
+        assert_eq!(parse(&["--listen", "0.0.0.0:8080", "--allow-unauthenticated"]), Ok(()));
+        assert!(parse(&["--listen", "0.0.0.0:8080", "--auth", "jwt"]).is_err(), "jwt without keys");
+        assert_eq!(parse(&["--listen", "0.0.0.0:8080", "--auth", "jwt", "--jwt-secret-file", "s"]), Ok(()));
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //!
 //! A write never waits for the event sink: [`Publisher::offer`] puts the
 //! event on a bounded queue and returns; when the queue is full the event is
-//! dropped and counted. A background task publishes up to
-//! [`IN_FLIGHT`] events at a time, retrying each a few times with backoff; a
-//! retry carries the same message id, so the sink stores it once.
+//! dropped and counted. A background task publishes up to [`IN_FLIGHT`]
+//! events at a time. While the sink is unreachable, events wait (and the
+//! queue fills, then drops); a sink that answers but refuses an event gets
+//! [`ATTEMPTS`] tries with backoff. A retry carries the same message id, so
+//! the sink stores it once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +20,10 @@ use crate::metrics::{DropLabels, Metrics};
 
 /// Events being published at once.
 const IN_FLIGHT: usize = 64;
-/// Attempts per event.
+/// Attempts per event while the sink answers.
 const ATTEMPTS: u32 = 4;
+/// The longest pause between attempts.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for queued events.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -81,20 +85,23 @@ impl Publisher {
 
 async fn publish(sink: &dyn EventSink, event: &ProgressEvent, metrics: &Metrics) {
     let mut pause = Duration::from_millis(50);
-    for attempt in 1..=ATTEMPTS {
-        match sink.publish(event).await {
-            Ok(()) => {
-                metrics.events_published.inc();
+    let mut refused = 0;
+    loop {
+        let Err(e) = sink.publish(event).await else {
+            metrics.events_published.inc();
+            return;
+        };
+        // Only a sink that answers counts against the event: while it is
+        // unreachable the event waits for it.
+        if sink.ping().await.is_ok() {
+            refused += 1;
+            if refused == ATTEMPTS {
+                tracing::warn!(error = %e, event = %event.id(), "event dropped after {ATTEMPTS} attempts");
+                metrics.events_dropped.get_or_create(&DropLabels { reason: "publish_failed" }).inc();
                 return;
             }
-            Err(e) if attempt == ATTEMPTS => {
-                tracing::warn!(error = %e, event = %event.id(), "event dropped after {ATTEMPTS} attempts");
-            }
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
         }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
     }
-    metrics.events_dropped.get_or_create(&DropLabels { reason: "publish_failed" }).inc();
 }

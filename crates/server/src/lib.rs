@@ -4,7 +4,8 @@
 //! port 0; the `playmark` binary is a thin shell around [`Application`].
 //!
 //! - [`config`]: every flag of `playmark serve`, each with a `PLAYMARK_*` env var.
-//! - [`service`]: the brief's write flow and read flow over any
+//! - [`auth`]: bearer tokens (JWT) verified into a `Principal`.
+//! - [`service`]: the write flow and read flow (`docs/design.md`) over any
 //!   [`ProgressStore`](playmark_store::ProgressStore). Owns every timeout,
 //!   retry and fallback, once.
 //! - [`cached`]: the cache in front of the store (timeouts, fallback to
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod auth;
 pub mod cached;
 pub mod config;
 pub mod events;

@@ -99,6 +99,11 @@ pub struct Metrics {
     /// Request body fields the endpoint does not know (ignored with a
     /// `Warning` header, or refused with `--reject-unknown-fields`).
     pub unknown_fields: Counter,
+    /// Requests refused 401: no valid bearer token.
+    pub auth_failures: Counter,
+    /// Requests (or batch items) refused 403: a valid token for another
+    /// account, profile or scope.
+    pub forbidden: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -191,9 +196,23 @@ impl Default for Metrics {
             "Request body fields the endpoint does not know (a typo, or a newer client)",
             unknown_fields.clone(),
         );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused 401: no valid bearer token",
+            auth_failures.clone(),
+        );
+        let forbidden = Counter::default();
+        registry.register(
+            "forbidden",
+            "Requests or batch items refused 403: a token for another account, profile or scope",
+            forbidden.clone(),
+        );
         Self {
             registry,
             unknown_fields,
+            auth_failures,
+            forbidden,
             cache_lookups,
             cache_update_failures,
             cache_repairs_pending,

@@ -1,4 +1,5 @@
-//! The service layer: the brief's write flow and read flow, over any store.
+//! The service layer: the write flow and read flow of docs/design.md, over
+//! any store.
 //!
 //! Handlers call this and nothing else. It owns the policy the adapters don't:
 //! the skew clamp on client clocks, deadlines on every store call, bounded

@@ -38,6 +38,7 @@ async fn redis(topology: RedisTopology) -> Arc<dyn ProgressCache> {
         key_prefix: playmark_testkit::shared::unique_name("pm") + ":",
         ttl: Duration::from_secs(600),
         connect_timeout: Duration::from_secs(2),
+        ca_file: None,
     })
     .expect("valid options");
     cache.wait_connected(Duration::from_secs(10)).await.expect("Redis reachable");

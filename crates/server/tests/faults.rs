@@ -2,7 +2,7 @@
 //! Redis frozen and killed, PostgreSQL frozen and restarted, several nodes on
 //! one store, and events on NATS JetStream.
 //!
-//! Latency bounds here are the brief's budgets (resume 150 ms, write
+//! Latency bounds here are the budgets of docs/design.md#budgets (resume 150 ms, write
 //! 500 ms), checked as the median of several requests so a noisy machine
 //! does not flake them; they verify that deadlines are enforced, not how
 //! fast playmark is (that is the benchmark suite's job).
@@ -304,4 +304,43 @@ async fn a_write_that_commits_after_its_deadline_is_not_hidden_by_the_cache_for_
     // The write committed anyway; the cache must not hide it for long.
     let took = time_until_position(&app, "V1", 900, Duration::from_millis(2_500)).await;
     eprintln!("the late-committed write was visible {took:?} after its 503");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_without_nats_and_publishes_the_waiting_events_once_nats_is_up() {
+    let mut nats = Server::nats().expect("private nats-server");
+    nats.kill().expect("NATS down before the node starts");
+    let url = nats.url();
+    let app = TestApp::spawn_with(move |c| {
+        c.events = EventsKind::Nats;
+        c.nats_url = url.as_str().into();
+        c.nats_stream = "LATE".into();
+        c.nats_subject = "playmark.late".into();
+    })
+    .await;
+    let t = now_ms() - 10_000;
+    for i in 0..5u64 {
+        app.update_ok(&checkpoint(&format!("V{i}"), "tv", 10.0, t)).await;
+    }
+    let ready: Value = app.get("/readyz").await.json().await.expect("JSON");
+    assert_eq!(
+        (ready["status"].as_str(), ready["checks"]["events"].as_str()),
+        (Some("degraded"), Some("unreachable"))
+    );
+
+    nats.restart().expect("NATS comes up");
+    let client = async_nats::connect(nats.url().as_str()).await.expect("NATS reachable");
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = match js.get_stream("LATE").await {
+            Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
+            Err(_) => 0,
+        };
+        if stored == 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stored} of 5 waiting events published within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

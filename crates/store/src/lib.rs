@@ -11,6 +11,8 @@
 //!   store on redb, with group commit.
 //! - [`postgres`] (feature `postgres`): PostgreSQL as the shared source of
 //!   truth, with conditional multi-row upserts.
+//! - [`tls`]: rustls (on `ring`) for the network adapters, with libpq's
+//!   verification modes.
 //! - [`events`]: the [`EventSink`] port for analytics events, with the
 //!   [`nats`] JetStream adapter (feature `nats`).
 //! - [`conformance`] (feature `conformance`): the suite every adapter passes,
@@ -38,6 +40,9 @@ pub mod embedded;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

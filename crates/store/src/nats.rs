@@ -1,10 +1,15 @@
 //! NATS JetStream as the event sink.
 //!
-//! Events go to a subject captured by a stream that is created on connect
-//! if missing. Each message carries `Nats-Msg-Id` = the event's
-//! deterministic id, so JetStream drops a retried publish inside the
-//! stream's duplicate window. A publish returns once the server has
+//! Events go to a subject captured by a stream, created (or its limits
+//! updated) before the first publish. Each message carries `Nats-Msg-Id` =
+//! the event's deterministic id, so JetStream drops a retried publish inside
+//! the stream's duplicate window. A publish returns once the server has
 //! acknowledged storing it.
+//!
+//! NATS need not be up when playmark starts: the client connects in the
+//! background and reconnects by itself, [`EventSink::ping`] reports whether
+//! it is connected, and publishes fail until it is (the publisher holds
+//! events meanwhile, in its bounded queue).
 
 use std::time::Duration;
 
@@ -27,6 +32,10 @@ pub struct NatsOptions {
     pub stream: String,
     /// How long to wait for the connection and for each acknowledgement.
     pub timeout: Duration,
+    /// The stream keeps events at most this long.
+    pub max_age: Duration,
+    /// The stream keeps at most this many bytes; the oldest go first.
+    pub max_bytes: u64,
 }
 
 /// The NATS JetStream [`EventSink`].
@@ -34,6 +43,9 @@ pub struct NatsSink {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     subject: String,
+    stream: stream::Config,
+    /// Set once the stream exists with our limits.
+    stream_ready: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -47,28 +59,60 @@ fn error(reason: impl std::fmt::Display) -> EventError {
 }
 
 impl NatsSink {
-    /// Connects and makes sure the stream exists.
+    /// Starts connecting in the background; never waits for NATS. Fails
+    /// only on options that can never work (an invalid URL).
     pub async fn connect(options: NatsOptions) -> Result<Self, EventError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(options.timeout)
             .request_timeout(Some(options.timeout))
             .name("playmark")
+            .retry_on_initial_connect()
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("nats event sink connected"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("nats event sink disconnected; events wait in the queue")
+                    }
+                    other => tracing::debug!(event = %other, "nats client event"),
+                }
+            })
             .connect(options.url.as_str())
             .await
             // The URL may hold credentials: never in a message.
             .map_err(|e| error(format!("cannot connect: {e}")))?;
         let jetstream = jetstream::new(client.clone());
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: options.stream.clone(),
-                subjects: vec![options.subject.clone()],
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
+        let stream = stream::Config {
+            name: options.stream.clone(),
+            subjects: vec![options.subject.clone()],
+            duplicate_window: Duration::from_secs(120),
+            max_age: options.max_age,
+            max_bytes: i64::try_from(options.max_bytes).unwrap_or(i64::MAX),
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        };
+        Ok(Self {
+            client,
+            jetstream,
+            subject: options.subject,
+            stream,
+            stream_ready: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// Creates the stream, or brings its limits up to date, once.
+    async fn ensure_stream(&self) -> Result<(), EventError> {
+        self.stream_ready
+            .get_or_try_init(|| async {
+                self.jetstream
+                    .create_or_update_stream(self.stream.clone())
+                    .await
+                    .map(|info| {
+                        tracing::info!(stream = %info.config.name, subject = %self.subject, "nats stream ready");
+                    })
+                    .map_err(|e| error(format!("cannot create stream {}: {e}", self.stream.name)))
             })
             .await
-            .map_err(|e| error(format!("cannot create stream {}: {e}", options.stream)))?;
-        tracing::info!(subject = %options.subject, stream = %options.stream, "nats event sink connected");
-        Ok(Self { client, jetstream, subject: options.subject })
+            .copied()
     }
 }
 
@@ -95,6 +139,7 @@ impl EventSink for NatsSink {
     }
 
     async fn publish(&self, event: &ProgressEvent) -> Result<(), EventError> {
+        self.ensure_stream().await?;
         let message =
             jetstream::message::PublishMessage::build().payload(payload(event).into()).message_id(event.id());
         let ack = self.jetstream.send_publish(self.subject.clone(), message).await.map_err(error)?;
@@ -116,6 +161,8 @@ impl std::fmt::Debug for NatsOptions {
             .field("url", &"***")
             .field("subject", &self.subject)
             .field("stream", &self.stream)
+            .field("max_age", &self.max_age)
+            .field("max_bytes", &self.max_bytes)
             .finish_non_exhaustive()
     }
 }

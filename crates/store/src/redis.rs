@@ -7,6 +7,9 @@
 //! expires after the configured TTL, which bounds how long anything the
 //! service failed to correct can linger. Commands are pipelined over one
 //! multiplexed connection (per cluster node).
+//!
+//! `rediss://` URLs connect over TLS (rustls), checking the server's
+//! certificate against the system's roots or, with a CA file, its roots.
 
 use std::time::Duration;
 
@@ -81,6 +84,9 @@ pub struct RedisOptions {
     pub ttl: Duration,
     /// How long to wait for a connection.
     pub connect_timeout: Duration,
+    /// For `rediss://`: a PEM file of the roots to trust instead of the
+    /// system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -114,10 +120,25 @@ impl RedisCache {
         };
         let invalid =
             |e: redis::RedisError| CacheError { backend, reason: format!("invalid Redis URL: {e}") };
+        crate::tls::install_provider();
+        let certs = match &options.ca_file {
+            None => None,
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| CacheError {
+                    backend,
+                    reason: format!("cannot read the Redis CA file {}: {e}", path.display()),
+                })?),
+            }),
+        };
         let (tx, conn) = watch::channel(None);
         match &options.topology {
             RedisTopology::Single(url) => {
-                let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+                let client = match certs {
+                    Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+                    None => redis::Client::open(url.as_str()),
+                }
+                .map_err(invalid)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(options.connect_timeout))
                     .set_max_delay(Duration::from_secs(1));
@@ -127,10 +148,12 @@ impl RedisCache {
                 }));
             }
             RedisTopology::Cluster(urls) => {
-                let client = ClusterClient::builder(urls.clone())
-                    .connection_timeout(options.connect_timeout)
-                    .build()
-                    .map_err(invalid)?;
+                let mut builder =
+                    ClusterClient::builder(urls.clone()).connection_timeout(options.connect_timeout);
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build().map_err(invalid)?;
                 tokio::spawn(connect_loop(backend, tx, move || {
                     let client = client.clone();
                     async move { client.get_async_connection().await.map(Conn::Cluster) }
@@ -304,6 +327,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("topology", &self.topology)
             .field("key_prefix", &self.key_prefix)
             .field("ttl", &self.ttl)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }

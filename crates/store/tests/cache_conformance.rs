@@ -15,6 +15,7 @@ async fn redis_cache(topology: RedisTopology, ttl: Duration) -> RedisCache {
         key_prefix: playmark_testkit::shared::unique_name("pm") + ":",
         ttl,
         connect_timeout: Duration::from_secs(2),
+        ca_file: None,
     })
     .expect("valid options");
     cache.wait_connected(Duration::from_secs(10)).await.expect("Redis reachable");
@@ -64,6 +65,7 @@ fn connection_options_never_show_a_password_in_debug_output() {
         key_prefix: "pm:".into(),
         ttl: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
+        ca_file: None,
     };
     let postgres = playmark_store::postgres::PostgresOptions {
         url: "postgres://u:hunter2@db/x".into(),
@@ -74,6 +76,8 @@ fn connection_options_never_show_a_password_in_debug_output() {
         subject: "s".into(),
         stream: "S".into(),
         timeout: Duration::from_secs(1),
+        max_age: Duration::from_secs(1),
+        max_bytes: 1,
     };
     for shown in [format!("{redis:?}"), format!("{postgres:?}"), format!("{nats:?}")] {
         assert!(!shown.contains("hunter2"), "{shown}");

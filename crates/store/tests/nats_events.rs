@@ -39,6 +39,8 @@ async fn a_retried_publish_is_stored_once_and_distinct_events_are_all_stored() {
         subject: format!("playmark.test.{name}"),
         stream: name.clone(),
         timeout: Duration::from_secs(5),
+        max_age: Duration::from_secs(3_600),
+        max_bytes: 1 << 20,
     })
     .await
     .expect("sink connects");
@@ -51,19 +53,41 @@ async fn a_retried_publish_is_stored_once_and_distinct_events_are_all_stored() {
     sink.ping().await.expect("connected");
 
     assert_eq!(stored_messages(&url, &name).await, 3);
+    let client = async_nats::connect(url.as_str()).await.expect("NATS reachable");
+    let mut stream = async_nats::jetstream::new(client).get_stream(&name).await.expect("stream exists");
+    let config = &stream.info().await.expect("stream info").config;
+    assert_eq!(
+        (config.max_age, config.max_bytes),
+        (Duration::from_secs(3_600), 1 << 20),
+        "the limits were set"
+    );
 }
 
 #[tokio::test]
-async fn an_unreachable_server_is_an_error_not_a_hang() {
-    let port = playmark_testkit::free_port();
+async fn a_sink_started_before_nats_publishes_once_nats_comes_up() {
+    let mut nats = playmark_testkit::Server::nats().expect("private nats-server");
+    nats.kill().expect("killed");
     let started = std::time::Instant::now();
-    let result = NatsSink::connect(NatsOptions {
-        url: format!("nats://127.0.0.1:{port}"),
-        subject: "playmark.nowhere".into(),
-        stream: "NOWHERE".into(),
+    let sink = NatsSink::connect(NatsOptions {
+        url: nats.url(),
+        subject: "playmark.late".into(),
+        stream: "LATE".into(),
         timeout: Duration::from_millis(500),
+        max_age: Duration::from_secs(3_600),
+        max_bytes: 1 << 20,
     })
-    .await;
-    assert!(result.is_err());
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    .await
+    .expect("connecting does not wait for NATS");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(sink.ping().await.is_err(), "not connected yet");
+    assert!(sink.publish(&event("V1", 1_000)).await.is_err(), "nothing to publish to");
+
+    nats.restart().expect("NATS starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while sink.ping().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the sink did not connect within 15 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sink.publish(&event("V1", 1_000)).await.expect("published once connected");
+    assert_eq!(stored_messages(&nats.url(), "LATE").await, 1);
 }

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod shared;
+pub mod tls;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -75,6 +76,8 @@ pub struct Server {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Serves TLS only, with `tls.crt` and `tls.key` in its directory.
+    tls: bool,
 }
 
 impl Server {
@@ -98,16 +101,50 @@ impl Server {
         Self::start(Kind::Nats)
     }
 
+    /// A private PostgreSQL that requires TLS, with this certificate and
+    /// key (PEM).
+    pub fn postgres_tls(cert_pem: &str, key_pem: &str) -> Result<Self, Error> {
+        Self::start_tls(Kind::Postgres, cert_pem, key_pem)
+    }
+
+    /// A private redis-server that speaks only TLS (`rediss://`), with this
+    /// certificate and key (PEM).
+    pub fn redis_tls(cert_pem: &str, key_pem: &str) -> Result<Self, Error> {
+        Self::start_tls(Kind::Redis { cluster: false }, cert_pem, key_pem)
+    }
+
     fn start(kind: Kind) -> Result<Self, Error> {
+        let mut server = Self::new(kind)?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn start_tls(kind: Kind, cert_pem: &str, key_pem: &str) -> Result<Self, Error> {
+        let mut server = Self::new(kind)?;
+        server.tls = true;
+        let write = |name: &str, text: &str| {
+            let path = server.dir.path().join(name);
+            fs::write(&path, text).map_err(|e| format!("cannot write {name}: {e}"))?;
+            // PostgreSQL refuses a key others can read.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("chmod {name}: {e}"))
+        };
+        write("tls.crt", cert_pem)?;
+        write("tls.key", key_pem)?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn new(kind: Kind) -> Result<Self, Error> {
         let dir = tempfile::Builder::new()
             .prefix("playmark-testkit-")
             .tempdir()
             .map_err(|e| format!("cannot create a temp dir: {e}"))?;
-        let mut server = Server { kind, port: free_port(), dir, child: None };
+        let server = Server { kind, port: free_port(), dir, child: None, tls: false };
         if kind == Kind::Postgres {
             server.initdb()?;
         }
-        server.spawn()?;
         Ok(server)
     }
 
@@ -116,9 +153,11 @@ impl Server {
         self.port
     }
 
-    /// A client URL: `redis://…`, `postgres://…` or `nats://…`.
+    /// A client URL: `redis://…` (`rediss://…` with TLS), `postgres://…` or
+    /// `nats://…`.
     pub fn url(&self) -> String {
         match self.kind {
+            Kind::Redis { .. } if self.tls => format!("rediss://127.0.0.1:{}", self.port),
             Kind::Redis { .. } => format!("redis://127.0.0.1:{}", self.port),
             Kind::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
             Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
@@ -201,6 +240,13 @@ impl Server {
                 if cluster {
                     cmd.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
                 }
+                if self.tls {
+                    cmd.args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"])
+                        .arg("--tls-cert-file")
+                        .arg(dir.join("tls.crt"))
+                        .arg("--tls-key-file")
+                        .arg(dir.join("tls.key"));
+                }
                 cmd
             }
             Kind::Postgres => {
@@ -216,6 +262,13 @@ impl Server {
                     "fsync=on",
                 ]);
                 cmd.arg("-k").arg(dir);
+                if self.tls {
+                    cmd.args(["-c", "ssl=on"])
+                        .arg("-c")
+                        .arg(format!("ssl_cert_file={}", dir.join("tls.crt").display()))
+                        .arg("-c")
+                        .arg(format!("ssl_key_file={}", dir.join("tls.key").display()));
+                }
                 self.as_postgres_user(&mut cmd)?;
                 cmd
             }
@@ -269,6 +322,12 @@ impl Server {
         let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
         match self.kind {
+            Kind::Redis { .. } if self.tls => find_binary("redis-cli", &[]).is_ok_and(|cli| {
+                Command::new(cli)
+                    .args(["--tls", "--insecure", "-p", &self.port.to_string(), "ping"])
+                    .output()
+                    .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+            }),
             Kind::Redis { .. } => {
                 let mut buf = [0u8; 7];
                 conn.write_all(b"PING\r\n").is_ok()

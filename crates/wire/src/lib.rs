@@ -205,6 +205,7 @@ pub struct UpdateResponse {
     pub outcome: UpdateOutcome,
     /// The record that stands now; `null` only when the title was deleted
     /// after this checkpoint's time.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub record: Option<Record>,
 }
 

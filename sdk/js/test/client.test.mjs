@@ -179,6 +179,32 @@ describe('PlaymarkClient retries and errors', () => {
     assert.equal(srv.requests.length, 1);
   });
 
+  test('a bearer token is sent; after a 401 getToken is asked again and the request retried once', async (t) => {
+    let served = 0;
+    const srv = await startServer((req, res) => {
+      served++;
+      if (req.headers.authorization !== 'Bearer fresh') {
+        return json(res, 401, { error: { code: 'unauthorized', message: 'the bearer token is not valid: the token has expired' } }, { 'www-authenticate': 'Bearer realm="playmark", error="invalid_token"' });
+      }
+      json(res, 200, { found: false, position: 0, action: 'start_over', reason: 'no_record' });
+    });
+    t.after(() => srv.close());
+    const handed = ['stale', 'fresh'];
+    let asked = 0;
+    const { client } = clientFor(srv.baseUrl, { getToken: async () => handed[asked++] });
+    const answer = await client.resume(KEY);
+    assert.equal(answer.found, false);
+    assert.deepEqual([asked, served], [2, 2], 'asked twice, sent twice');
+    await client.resume(KEY);
+    assert.deepEqual([asked, served], [2, 3], 'the fresh token is kept');
+    assert.equal(srv.requests[2].headers.authorization, 'Bearer fresh');
+
+    // A fixed token has no second chance: the 401 is the answer.
+    const fixed = clientFor(srv.baseUrl, { token: 'stale' }).client;
+    const err = await fixed.resume(KEY).catch((e) => e);
+    assert.deepEqual([err.status, err.code], [401, 'unauthorized']);
+  });
+
   test('other 4xx and 5xx are not retried; a body that is not JSON still maps', async (t) => {
     const srv = await startServer((req, res) => {
       if (req.path === '/playback/resume') return json(res, 500, { error: { code: 'internal', message: 'internal error; it has been logged' } });

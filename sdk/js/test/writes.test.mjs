@@ -1,5 +1,5 @@
-// Writes per viewer-hour: the checkpoint policy against the brief's naive
-// "update every 10 seconds" (SEED.md section 5: a 30 min session is ~180
+// Writes per viewer-hour: the checkpoint policy against a naive
+// "update every 10 seconds" (docs/design.md#scale: a 30 min session is ~180
 // updates), over a simulated 30-minute session with 1-second ticks, pauses,
 // a seek and a trip to the background.
 import { test } from 'node:test';
@@ -82,7 +82,7 @@ function simulate() {
 
 test('the policy writes at least 3x less than every-10-seconds and stays within delta of the true position', (t) => {
   const { smart, naive, naiveWhilePlaying, worstGap, events } = simulate();
-  assert.equal(naive, 180, 'the brief: a 30 min session is ~180 updates');
+  assert.equal(naive, 180, 'a naive 30 min session is ~180 updates (docs/design.md#scale)');
   const perHour = (n) => (n * 3600) / SESSION_S;
   t.diagnostic(
     `writes per viewer-hour: policy ${perHour(smart)}, every 10 s ${perHour(naive)} (${perHour(naiveWhilePlaying)} counting only while playing); ` +

@@ -3,7 +3,7 @@
 //! - Raw modes (`resume`, `update`, `mixed`): at a fixed concurrency as fast
 //!   as possible (closed loop), or at a fixed `--rate` (open loop, latency
 //!   measured from each request's intended send time, so queueing shows).
-//! - `viewers`: simulated sessions the way the brief describes them: resume
+//! - `viewers`: simulated sessions as docs/design.md#scale sizes them: resume
 //!   at start, checkpoints while playing (smart: the shared policy; naive:
 //!   every 10 s), a pause, and a share of sessions that switch device
 //!   mid-way. After each switch the **handoff check**: the new device's
@@ -51,7 +51,7 @@ pub enum Mode {
 pub enum Checkpointing {
     /// The shared checkpoint policy (30 s moves, pause, stop, ...).
     Smart,
-    /// Every 10 seconds, the brief's baseline.
+    /// Every 10 seconds, the naive baseline of docs/design.md#scale.
     Naive,
 }
 

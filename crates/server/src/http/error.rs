@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use playmark_core::FieldError;
 use playmark_wire::{ErrorBody, ErrorCode, ErrorDetail, Record};
 
+use playmark_core::{Denied, Principal};
+
+use crate::auth::AuthError;
 use crate::service::ServiceError;
 
 /// An error response.
@@ -21,6 +24,8 @@ pub struct ApiError {
     // Boxed: only conflicts carry one, and it keeps every Result small.
     record: Option<Box<Record>>,
     retry_after: Option<Duration>,
+    /// A 401's `WWW-Authenticate` challenge.
+    challenge: Option<String>,
 }
 
 impl ApiError {
@@ -30,6 +35,7 @@ impl ApiError {
             detail: ErrorDetail { code, message: message.into(), field: None },
             record: None,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -91,6 +97,35 @@ impl ApiError {
         );
         e.record = record.map(Box::new);
         e
+    }
+
+    /// 401: no valid bearer token. Carries the RFC 6750 challenge.
+    pub fn unauthorized(e: &AuthError) -> Self {
+        let mut api = Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, e.to_string());
+        api.challenge = Some(match e {
+            AuthError::Missing => r#"Bearer realm="playmark""#.to_owned(),
+            AuthError::Invalid(reason) => format!(
+                r#"Bearer realm="playmark", error="invalid_token", error_description="{}""#,
+                reason.replace(['"', '\\'], "'")
+            ),
+        });
+        api
+    }
+
+    /// 403, or 400 for an `account_id` a request had to give or got wrong.
+    pub fn denied(e: Denied, principal: &Principal) -> Self {
+        match e {
+            Denied::AccountRequired if principal.is_unrestricted() => {
+                FieldError::required("account_id").into()
+            }
+            Denied::AccountRequired => Self::invalid_field("account_id", e.to_string()),
+            Denied::InvalidAccount(problem) => FieldError::invalid("account_id", problem).into(),
+            Denied::OtherAccount | Denied::OtherProfile(_) | Denied::MissingScope(_) => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!("{e}; nothing was read or written"),
+            ),
+        }
     }
 
     /// 500: a bug. The cause goes to the log only.
@@ -156,9 +191,12 @@ impl From<ServiceError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, retry_after) = (self.status, self.retry_after);
+    fn into_response(mut self) -> Response {
+        let (status, retry_after, challenge) = (self.status, self.retry_after, self.challenge.take());
         let mut response = (status, Json(self.into_body())).into_response();
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
         if let Some(after) = retry_after {
             let secs = after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

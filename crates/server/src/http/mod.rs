@@ -35,6 +35,12 @@ pub struct AppState {
     /// Refuse request bodies with fields the endpoint does not know
     /// (`--reject-unknown-fields`) instead of warning about them.
     pub reject_unknown_fields: bool,
+    /// How callers prove who they are.
+    pub auth: crate::auth::Authenticator,
+    /// `/openapi.json`, as this node's flags make it.
+    pub openapi: Arc<String>,
+    /// Browser origins allowed to call the API (CORS).
+    pub cors_origins: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -73,16 +79,41 @@ impl FromRef<AppState> for Arc<PlaybackService> {
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors = cors(&state.cors_origins);
+    let router = Router::new()
         .merge(playback::router())
         .merge(ops::router())
         .merge(assets::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state.metrics), observe))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.metrics), observe));
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(CatchPanicLayer::custom(panic_response)).with_state(state)
+}
+
+/// CORS for the browser SDK: exactly the configured origins, the methods and
+/// headers the API uses (`Authorization` among them), and the headers an
+/// answer carries that the SDK reads. Preflights are answered by the layer.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, header};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers(
+                [header::RETRY_AFTER, header::WARNING, header::WWW_AUTHENTICATE] as [HeaderName; 3]
+            )
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -1,17 +1,17 @@
 //! Operational routes: liveness, readiness, metrics, the OpenAPI document.
 
-use std::sync::Arc;
-
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use playmark_core::{Denied, Scope};
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::openapi::ApiDoc;
+use super::error::ApiError;
+use crate::metrics::Metrics;
 
 /// The operational routes.
 pub fn router() -> Router<AppState> {
@@ -52,9 +52,10 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready (or degraded)", body = Health),
-        (status = 503, description = "The store does not answer", body = Health),
+        (status = 503, description = "The store does not answer, or cannot write", body = Health,
+            headers(("Retry-After" = u32, description = "Seconds to wait before asking again"))),
     ))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let readiness = state.service.readiness().await;
     let (code, status) = match (readiness.is_ready(), readiness.is_healthy()) {
         (true, true) => (StatusCode::OK, "ready"),
@@ -74,24 +75,39 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             }
         })
         .collect();
-    (code, Json(Health { status, checks: Some(checks) }))
+    let body = Json(Health { status, checks: Some(checks) });
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        (code, [(header::RETRY_AFTER, "1")], body).into_response()
+    } else {
+        (code, body).into_response()
+    }
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the OpenMetrics text format. With `--auth jwt`,
+/// only for a `playback:admin` token (or on `--metrics-listen`).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.render(),
-    )
+    responses((status = 200, description = "OpenMetrics text format",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if state.auth.is_on() {
+        let caller = crate::auth::caller(&state, &headers).await?;
+        if !caller.is_admin() {
+            state.metrics.forbidden.inc();
+            return Err(ApiError::denied(Denied::MissingScope(Scope::Admin), &caller));
+        }
+    }
+    Ok(render_metrics(&state.metrics))
+}
+
+/// The metrics as an answer.
+pub fn render_metrics(metrics: &Metrics) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
+        .into_response()
 }
 
 /// This API's OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
-pub async fn openapi() -> impl IntoResponse {
-    static DOC: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
-    let doc = DOC.get_or_init(|| Arc::new(ApiDoc::openapi().to_json().unwrap_or_default()));
-    ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned())
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi.as_str().to_owned())
 }

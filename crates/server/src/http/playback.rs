@@ -1,15 +1,16 @@
 //! The playback routes: update, resume, continue-watching, delete.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use futures::StreamExt;
-use playmark_core::checkpoint::{parse_profile_key, parse_progress_key};
-use playmark_core::{Checkpoint, CheckpointInput, DeviceId, FieldError, PlayerEvent, Position, ProgressKey};
+use playmark_core::checkpoint::parse_id;
+use playmark_core::{
+    Access, Checkpoint, CheckpointInput, DeviceId, FieldError, PlayerEvent, Position, Principal, ProfileId,
+    ProfileKey, ProgressKey, VideoId,
+};
 use playmark_wire::{
     BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, Record, ResumeResponse, Seconds,
     UpdateOutcome, UpdateResponse,
@@ -21,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, MAX_BATCH_BODY_BYTES, Params, Warnings, parse_json};
-use crate::service::PlaybackService;
+use crate::auth::Caller;
 
 /// Default and largest page of continue-watching.
 const DEFAULT_LIMIT: usize = 20;
@@ -113,17 +114,27 @@ impl From<UpdateRequest> for CheckpointInput {
     )
 )]
 pub async fn update(
-    State(service): State<Arc<PlaybackService>>,
+    State(state): State<AppState>,
+    Caller(caller): Caller,
     body: JsonBody<UpdateRequest>,
 ) -> Result<(Warnings, Json<UpdateResponse>), ApiError> {
-    let answer = apply(&service, body.value).await?;
+    let answer = apply(&state, &caller, body.value).await?;
     Ok((body.warnings, Json(answer)))
 }
 
-/// Validates and records one checkpoint: the update endpoint, and each item
-/// of a batch.
-async fn apply(service: &PlaybackService, body: UpdateRequest) -> Result<UpdateResponse, ApiError> {
-    let checkpoint = Checkpoint::try_from(CheckpointInput::from(body))?;
+/// Authorizes, validates and records one checkpoint: the update endpoint,
+/// and each item of a batch.
+async fn apply(
+    state: &AppState,
+    caller: &Principal,
+    body: UpdateRequest,
+) -> Result<UpdateResponse, ApiError> {
+    let mut input = CheckpointInput::from(body);
+    let account = account_of(state, caller, input.account_id.take())?;
+    input.account_id = Some(account.to_string());
+    let checkpoint = Checkpoint::try_from(input)?;
+    authorize(state, caller, &checkpoint.key.profile(), Access::Write)?;
+    let service = &state.service;
     let key = checkpoint.key.clone();
     let update = service.update(checkpoint).await?;
     let record = update.standing.as_ref().map(|p| record_of(&key, p));
@@ -137,12 +148,87 @@ fn record_of(key: &ProgressKey, p: &playmark_core::Progress) -> Record {
     Record::of(&key.profile(), &key.video_id, p)
 }
 
+/// The account a request acts on, for this caller (see
+/// `Principal::account_for`).
+fn account_of(
+    state: &AppState,
+    caller: &Principal,
+    requested: Option<String>,
+) -> Result<playmark_core::AccountId, ApiError> {
+    caller.account_for(requested.as_deref()).map_err(|e| denied(state, caller, e))
+}
+
+/// Whether the caller may do `access` to `profile`: checked before the
+/// store is touched.
+fn authorize(
+    state: &AppState,
+    caller: &Principal,
+    profile: &ProfileKey,
+    access: Access,
+) -> Result<(), ApiError> {
+    caller.authorize(&profile.account_id, &profile.profile_id, access).map_err(|e| denied(state, caller, e))
+}
+
+fn denied(state: &AppState, caller: &Principal, e: playmark_core::Denied) -> ApiError {
+    let api = ApiError::denied(e, caller);
+    if api.status_code() == StatusCode::FORBIDDEN {
+        state.metrics.forbidden.inc();
+    }
+    api
+}
+
+/// The profile a request names, once the caller may do `access` to it.
+fn profile_key(
+    state: &AppState,
+    caller: &Principal,
+    account_id: Option<String>,
+    profile_id: Option<String>,
+    access: Access,
+) -> Result<ProfileKey, ApiError> {
+    let account_id = account_of(state, caller, account_id)?;
+    let profile_id = parse_id("profile_id", profile_id, ProfileId::parse)?;
+    let profile = ProfileKey { account_id, profile_id };
+    authorize(state, caller, &profile, access)?;
+    Ok(profile)
+}
+
+/// The title a request names, once the caller may do `access` to it.
+fn title_key(
+    state: &AppState,
+    caller: &Principal,
+    [account_id, profile_id, video_id]: [Option<String>; 3],
+    access: Access,
+) -> Result<ProgressKey, ApiError> {
+    let ProfileKey { account_id, profile_id } = profile_key(state, caller, account_id, profile_id, access)?;
+    let video_id = parse_id("video_id", video_id, VideoId::parse)?;
+    Ok(ProgressKey { account_id, profile_id, video_id })
+}
+
 /// Up to 500 checkpoints at once (an offline upload).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BatchRequest {
-    /// Update bodies, each exactly as `POST /playback/update` takes it.
-    #[schema(required = true, value_type = Vec<UpdateRequest>, min_items = 1, max_items = 500)]
+    /// Update bodies, each exactly as `POST /playback/update` takes it. Each
+    /// is decoded and checked on its own: an invalid item (of any JSON
+    /// value) gets its own error in `results`, and the others proceed.
+    #[schema(required = true, schema_with = batch_items)]
     pub checkpoints: Option<Vec<Box<RawValue>>>,
+}
+
+/// `checkpoints`: 1 to 500 items, each an update body or, as far as the
+/// batch is concerned, anything (a bad item fails alone).
+fn batch_items() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType};
+    use utoipa::openapi::{Ref, RefOr, Schema};
+    let anything = ObjectBuilder::new().schema_type(SchemaType::AnyValue).build();
+    let item = AnyOfBuilder::new()
+        .item(Ref::from_schema_name("UpdateRequest"))
+        .item(RefOr::T(Schema::Object(anything)))
+        .build();
+    ArrayBuilder::new()
+        .items(RefOr::T(Schema::AnyOf(item)))
+        .min_items(Some(1))
+        .max_items(Some(MAX_BATCH))
+        .build()
 }
 
 /// The most checkpoints one batch may hold.
@@ -160,7 +246,7 @@ const BATCH_CONCURRENCY: usize = 16;
     post, path = "/playback/batch", tag = "playback",
     request_body = BatchRequest,
     responses(
-        (status = 200, description = "One result per checkpoint, in order", body = BatchResponse),
+        (status = 200, description = "One result per checkpoint, in order (a store failure is the failing item's `unavailable` or `internal` error)", body = BatchResponse),
         (status = 400, description = "Malformed JSON, or `checkpoints` missing, empty or over 500", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body not declared as JSON", body = ErrorBody),
@@ -168,6 +254,7 @@ const BATCH_CONCURRENCY: usize = 16;
 )]
 pub async fn batch(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     body: JsonBody<BatchRequest, MAX_BATCH_BODY_BYTES>,
 ) -> Result<(Warnings, Json<BatchResponse>), ApiError> {
     let mut warnings = body.warnings;
@@ -192,12 +279,13 @@ pub async fn batch(
             Ok(body)
         }));
     }
-    let service = &state.service;
-    // Results are positional, so an item's error names its own field.
+    let (state, caller) = (&state, &caller);
+    // Results are positional, so an item's error names its own field. Each
+    // item is authorized on its own: a foreign one fails alone.
     let results = futures::stream::iter(parsed)
         .map(|item| async move {
             match item {
-                Ok(body) => apply(service, body).await,
+                Ok(body) => apply(state, caller, body).await,
                 Err(e) => Err(e),
             }
         })
@@ -215,13 +303,13 @@ pub async fn batch(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct HideRequest {
     /// The account.
-    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "acct-123")]
     pub account_id: Option<String>,
     /// The profile.
-    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "A")]
     pub profile_id: Option<String>,
     /// The title.
-    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "V1")]
     pub video_id: Option<String>,
 }
 
@@ -243,12 +331,13 @@ pub struct HideRequest {
     )
 )]
 pub async fn hide(
-    State(service): State<Arc<PlaybackService>>,
+    State(state): State<AppState>,
+    Caller(caller): Caller,
     body: JsonBody<HideRequest>,
 ) -> Result<(Warnings, StatusCode), ApiError> {
     let HideRequest { account_id, profile_id, video_id } = body.value;
-    let key = parse_progress_key(account_id, profile_id, video_id)?;
-    service.hide(&key).await?;
+    let key = title_key(&state, &caller, [account_id, profile_id, video_id], Access::Write)?;
+    state.service.hide(&key).await?;
     Ok((body.warnings, StatusCode::NO_CONTENT))
 }
 
@@ -257,19 +346,19 @@ pub async fn hide(
 #[into_params(parameter_in = Query)]
 pub struct TitleQuery {
     /// The account.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "acct-123")]
     pub account_id: Option<String>,
     /// The profile.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "A")]
     pub profile_id: Option<String>,
     /// The title.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "V1")]
     pub video_id: Option<String>,
 }
 
 impl TitleQuery {
-    fn key(self) -> Result<ProgressKey, FieldError> {
-        parse_progress_key(self.account_id, self.profile_id, self.video_id)
+    fn parts(self) -> [Option<String>; 3] {
+        [self.account_id, self.profile_id, self.video_id]
     }
 }
 
@@ -278,13 +367,13 @@ impl TitleQuery {
 #[into_params(parameter_in = Query)]
 pub struct ResumeQuery {
     /// The account.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "acct-123")]
     pub account_id: Option<String>,
     /// The profile.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "A")]
     pub profile_id: Option<String>,
     /// The title.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "V1")]
     pub video_id: Option<String>,
     /// The asking device.
     #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
@@ -312,10 +401,11 @@ pub struct ResumeQuery {
     )
 )]
 pub async fn resume(
-    State(service): State<Arc<PlaybackService>>,
+    State(state): State<AppState>,
+    Caller(caller): Caller,
     Params(query): Params<ResumeQuery>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
-    let key = parse_progress_key(query.account_id, query.profile_id, query.video_id)?;
+    let key = title_key(&state, &caller, [query.account_id, query.profile_id, query.video_id], Access::Read)?;
     if let Some(device) = query.device_id {
         DeviceId::parse(device).map_err(|e| FieldError::invalid("device_id", e))?;
     }
@@ -328,7 +418,7 @@ pub async fn resume(
             Position::from_secs(secs).map_err(|e| FieldError::invalid("local_position", e))
         })
         .transpose()?;
-    let resume = service.resume(&key, local).await?;
+    let resume = state.service.resume(&key, local).await?;
     let d = resume.decision;
     Ok(Json(ResumeResponse {
         found: resume.record.is_some(),
@@ -346,10 +436,10 @@ pub async fn resume(
 #[into_params(parameter_in = Query)]
 pub struct ProfileQuery {
     /// The account.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "acct-123")]
     pub account_id: Option<String>,
     /// The profile.
-    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "A")]
     pub profile_id: Option<String>,
     /// How many titles, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
@@ -371,17 +461,18 @@ pub struct ProfileQuery {
     )
 )]
 pub async fn continue_watching(
-    State(service): State<Arc<PlaybackService>>,
+    State(state): State<AppState>,
+    Caller(caller): Caller,
     Params(query): Params<ProfileQuery>,
 ) -> Result<Json<ContinueWatchingResponse>, ApiError> {
-    let profile = parse_profile_key(query.account_id, query.profile_id)?;
+    let profile = profile_key(&state, &caller, query.account_id, query.profile_id, Access::Read)?;
     let limit = match query.limit {
         None => DEFAULT_LIMIT,
         Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
             FieldError::invalid("limit", format_args!("must be an integer from 1 to {MAX_LIMIT}"))
         })?,
     };
-    let rows = service.continue_watching(&profile, limit).await?;
+    let rows = state.service.continue_watching(&profile, limit).await?;
     let items = rows.iter().map(|(video, p)| Record::of(&profile, video, p)).collect();
     Ok(Json(ContinueWatchingResponse { items }))
 }
@@ -402,9 +493,11 @@ pub async fn continue_watching(
     )
 )]
 pub async fn forget(
-    State(service): State<Arc<PlaybackService>>,
+    State(state): State<AppState>,
+    Caller(caller): Caller,
     Params(query): Params<TitleQuery>,
 ) -> Result<StatusCode, ApiError> {
-    service.delete(&query.key()?).await?;
+    let key = title_key(&state, &caller, query.parts(), Access::Write)?;
+    state.service.delete(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,4 @@
-//! Every error case of API.md: the documented status, a stable code, a
+//! Every error case of docs/api.md#errors: the documented status, a stable code, a
 //! message, and the field at fault.
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod auth;
 mod concurrency;
 mod continue_watching;
 mod delete;

@@ -76,6 +76,21 @@ async fn openapi_describes_every_endpoint() {
 }
 
 #[tokio::test]
+async fn docs_openapi_json_is_the_document_the_server_serves() {
+    let app = TestApp::spawn().await;
+    let served = json_of(app.get("/openapi.json").await, StatusCode::OK).await;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("docs/openapi.json exists"))
+            .expect("JSON");
+    assert!(
+        served == committed,
+        "docs/openapi.json is out of date (the JS SDK's types are checked against it): \
+         regenerate it with `cargo run -q -- openapi > docs/openapi.json`"
+    );
+}
+
+#[tokio::test]
 async fn the_demo_page_and_the_js_sdk_are_served_from_the_binary() {
     let app = TestApp::spawn().await;
     for (path, content_type, needle) in [

@@ -83,7 +83,7 @@ async fn the_guard_does_not_touch_plain_or_informed_updates() {
     let app = TestApp::spawn().await;
     let t = now_ms() - 60_000;
     let phone = app.update_ok(&checkpoint("V1", "phone", 1800.0, t)).await;
-    // Without resumed_from: the brief's plain last-write-wins.
+    // Without resumed_from: plain last-write-wins (docs/design.md#conflict-rule).
     assert_eq!(app.update_ok(&checkpoint("V1", "tv", 60.0, t + 1_000)).await["outcome"], "applied");
     // A device that saw the newest record chose its position knowingly.
     let newest = app.resume("V1").await["record"]["updated_at"].as_u64().expect("updated_at");

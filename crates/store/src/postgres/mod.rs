@@ -16,6 +16,7 @@
 
 mod batch;
 mod schema;
+mod tls;
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ use playmark_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{ProgressStore, StoreError, Written};
 use batch::Upsert;
@@ -98,11 +99,21 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects, migrates the schema and starts the writer tasks.
+    ///
+    /// TLS follows the URL's `sslmode` as libpq does, `verify-ca` and
+    /// `verify-full` included, with `sslrootcert` naming the trusted roots
+    /// (the system's when absent).
     pub async fn connect(options: PostgresOptions) -> Result<Self, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(&options.url).map_err(|e| StoreError::Unavailable {
-            backend: BACKEND,
-            reason: format!("invalid PostgreSQL URL: {e}"),
-        })?;
+        let invalid = |reason: String| StoreError::Unavailable { backend: BACKEND, reason };
+        let tls = tls::split(&options.url).map_err(|e| invalid(format!("invalid PostgreSQL URL: {e}")))?;
+        let roots = match tls.verify {
+            crate::tls::Verify::Nothing => rustls::RootCertStore::empty(),
+            _ => crate::tls::roots(tls.root_cert.as_deref()).map_err(invalid)?,
+        };
+        let connector =
+            MakeRustlsConnect::new(crate::tls::client_config(tls.verify, roots).map_err(invalid)?);
+        let mut pg = tokio_postgres::Config::from_str(&tls.url)
+            .map_err(|e| invalid(format!("invalid PostgreSQL URL: {e}")))?;
         pg.connect_timeout(options.connect_timeout);
         pg.application_name("playmark");
         // A statement that runs away is cancelled by the server; a peer that
@@ -118,7 +129,7 @@ impl PostgresStore {
         pg.keepalives_interval(Duration::from_secs(5));
         pg.keepalives_retries(3);
         let manager =
-            Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+            Manager::from_config(pg, connector, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool_size = options.pool_size.max(1);
         let pool = Pool::builder(manager)
             .max_size(pool_size)
@@ -339,7 +350,7 @@ fn closed() -> StoreError {
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     let Some(code) = e.code() else {
-        return StoreError::Unavailable { backend: BACKEND, reason: e.to_string() };
+        return StoreError::Unavailable { backend: BACKEND, reason: with_causes(&e) };
     };
     let class = code.code().get(..2).unwrap_or_default();
     if *code == SqlState::QUERY_CANCELED {
@@ -352,16 +363,29 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
         || *code == SqlState::T_R_DEADLOCK_DETECTED
         || *code == SqlState::READ_ONLY_SQL_TRANSACTION
     {
-        StoreError::Unavailable { backend: BACKEND, reason: e.to_string() }
+        StoreError::Unavailable { backend: BACKEND, reason: with_causes(&e) }
     } else {
         StoreError::Backend { backend: BACKEND, source: Box::new(e) }
     }
+}
+
+/// An error and its causes on one line: tokio-postgres's own message ("error
+/// performing TLS handshake") leaves out the part a person can act on.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn pool_error(e: PoolError) -> StoreError {
     match e {
         PoolError::Timeout(_) => StoreError::Timeout { backend: BACKEND },
         PoolError::Backend(e) => pg_error(e),
-        other => StoreError::Unavailable { backend: BACKEND, reason: other.to_string() },
+        other => StoreError::Unavailable { backend: BACKEND, reason: with_causes(&other) },
     }
 }

@@ -1,6 +1,6 @@
 //! The schema and its migration.
 //!
-//! One table, keyed like the brief's DynamoDB design: the partition
+//! One table, keyed as in docs/design.md#data-model: the partition
 //! `(account_id, profile_id)` leads the primary key, so a profile's rows are
 //! one index range and continue-watching is one range read. The SQL is plain
 //! PostgreSQL (no extensions) so Postgres-wire distributed SQL can run it.

@@ -1,25 +1,58 @@
-//! `playmark token`: prints an HS256 token, for development, the demo page
-//! and operators' smoke tests against a node started with
-//! `--auth jwt --jwt-secret-file`.
+//! `playmark token`: prints a token, for development, the demo page and
+//! operators' smoke tests: HS256 with the secret a node reads with
+//! `--jwt-secret-file`, or RS256/ES256/EdDSA with a private key whose public
+//! half the node trusts (`--jwks` prints that half as a JWKS, for
+//! `--jwt-jwks-file`).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+
+/// The asymmetric algorithms a node verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlgorithm {
+    /// RSA with SHA-256.
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    Eddsa,
+}
 
 /// Every flag of `playmark token`.
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
     /// The HS256 secret, the same file the node reads (--jwt-secret-file);
     /// a trailing newline is dropped.
-    #[arg(long, env = "PLAYMARK_JWT_SECRET_FILE")]
-    pub secret_file: PathBuf,
+    #[arg(
+        long,
+        env = "PLAYMARK_JWT_SECRET_FILE",
+        conflicts_with = "key_file",
+        required_unless_present = "key_file"
+    )]
+    pub secret_file: Option<PathBuf>,
+    /// A PKCS#8 PEM private key (e.g. from `openssl genpkey`), to sign with
+    /// --algorithm instead of a secret.
+    #[arg(long, env = "PLAYMARK_TOKEN_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// The algorithm of --key-file.
+    #[arg(long, env = "PLAYMARK_TOKEN_ALGORITHM", value_enum, default_value_t = KeyAlgorithm::Rs256)]
+    pub algorithm: KeyAlgorithm,
+    /// The key id (`kid`) to put in the token's header (and in --jwks).
+    #[arg(long, env = "PLAYMARK_TOKEN_KID")]
+    pub kid: Option<String>,
+    /// Print the JWKS of --key-file's public half instead of a token (for a
+    /// node's --jwt-jwks-file).
+    #[arg(long, env = "PLAYMARK_TOKEN_JWKS", requires = "key_file")]
+    pub jwks: bool,
     /// The account the token may touch (its `sub` claim, or the claim named
     /// by --account-claim).
-    #[arg(long, env = "PLAYMARK_TOKEN_ACCOUNT")]
+    #[arg(long, env = "PLAYMARK_TOKEN_ACCOUNT", required_unless_present = "jwks", default_value = "")]
     pub account: String,
     /// Only these profiles of the account, comma-separated (all when left out).
     #[arg(long, env = "PLAYMARK_TOKEN_PROFILES", value_delimiter = ',')]
@@ -42,14 +75,14 @@ pub struct TokenArgs {
     pub account_claim: String,
 }
 
-/// The signed token.
+/// What to print: the signed token, or with `--jwks` the key's JWKS.
 pub fn token(args: &TokenArgs) -> anyhow::Result<String> {
-    let mut secret = std::fs::read(&args.secret_file)
-        .with_context(|| format!("cannot read --secret-file {}", args.secret_file.display()))?;
-    if secret.last() == Some(&b'\n') {
-        secret.pop();
+    let (key, algorithm) = signing_key(args)?;
+    if args.jwks {
+        let mut jwk = Jwk::from_encoding_key(&key, algorithm).context("cannot describe the key as a JWK")?;
+        jwk.common.key_id = args.kid.clone();
+        return Ok(serde_json::to_string_pretty(&JwkSet { keys: vec![jwk] })?);
     }
-    let key = EncodingKey::from_secret(&secret).context("the secret file is empty")?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).context("the clock is before 1970")?.as_secs();
     let mut claims = json!({ "iat": now, "exp": now + args.ttl.as_secs() });
     claims[&args.account_claim] = json!(args.account);
@@ -65,5 +98,30 @@ pub fn token(args: &TokenArgs) -> anyhow::Result<String> {
     if let Some(audience) = &args.audience {
         claims["aud"] = json!(audience);
     }
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).context("cannot sign the token")
+    let header = Header { kid: args.kid.clone(), ..Header::new(algorithm) };
+    jsonwebtoken::encode(&header, &claims, &key).context("cannot sign the token")
+}
+
+/// The key to sign with: the secret, or the private key file.
+fn signing_key(args: &TokenArgs) -> anyhow::Result<(EncodingKey, Algorithm)> {
+    if let Some(path) = &args.key_file {
+        let pem =
+            std::fs::read(path).with_context(|| format!("cannot read --key-file {}", path.display()))?;
+        let (key, algorithm) = match args.algorithm {
+            KeyAlgorithm::Rs256 => (EncodingKey::from_rsa_pem(&pem), Algorithm::RS256),
+            KeyAlgorithm::Es256 => (EncodingKey::from_ec_pem(&pem), Algorithm::ES256),
+            KeyAlgorithm::Eddsa => (EncodingKey::from_ed_pem(&pem), Algorithm::EdDSA),
+        };
+        let key = key.with_context(|| {
+            format!("--key-file {} is not a PKCS#8 PEM key for {:?}", path.display(), args.algorithm)
+        })?;
+        return Ok((key, algorithm));
+    }
+    let path = args.secret_file.as_ref().context("give --secret-file or --key-file")?;
+    let mut secret =
+        std::fs::read(path).with_context(|| format!("cannot read --secret-file {}", path.display()))?;
+    if secret.last() == Some(&b'\n') {
+        secret.pop();
+    }
+    Ok((EncodingKey::from_secret(&secret).context("the secret file is empty")?, Algorithm::HS256))
 }

@@ -280,6 +280,33 @@ async fn playmark_token_mints_a_token_the_node_accepts_for_its_scope() {
     assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playmark_token_signs_with_a_private_key_whose_jwks_the_node_trusts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/keys/ed25519.pem");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(BIN).arg("token").args(args).output().expect("runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    };
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, run(&["--key-file", key, "--algorithm", "eddsa", "--kid", "ed-1", "--jwks"]))
+        .expect("write");
+    let server = start_with(
+        &dir.path().join("data"),
+        &["--auth", "jwt", "--jwt-jwks-file", jwks.to_str().expect("utf-8")],
+    )
+    .await;
+    let token = run(&["--key-file", key, "--algorithm", "eddsa", "--kid", "ed-1", "--account", "acct"]);
+    let answer = reqwest::Client::new()
+        .get(format!("http://{}/playback/resume?profile_id=A&video_id=V1", server.addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+}
+
 #[test]
 fn a_bad_flag_value_is_a_readable_error() {
     let output =

@@ -12,13 +12,18 @@ use tokio::net::TcpStream;
 pub struct Conn {
     addr: String,
     host: String,
+    /// `Bearer <token>`, sent with every request when set.
+    authorization: Option<hyper::header::HeaderValue>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
-    /// A connection to `addr` (`host:port`), opened on first use.
-    pub fn new(addr: &str) -> Self {
-        Self { addr: addr.to_owned(), host: addr.to_owned(), sender: None }
+    /// A connection to `addr` (`host:port`), opened on first use, sending
+    /// `token` as a bearer token when given.
+    pub fn new(addr: &str, token: Option<&str>) -> Self {
+        let authorization =
+            token.and_then(|t| hyper::header::HeaderValue::from_str(&format!("Bearer {t}")).ok());
+        Self { addr: addr.to_owned(), host: addr.to_owned(), authorization, sender: None }
     }
 
     /// Opens the connection now rather than on the first request.
@@ -60,6 +65,9 @@ impl Conn {
         json: Option<String>,
     ) -> std::io::Result<(u16, Bytes)> {
         let mut request = Request::builder().method(method).uri(path).header("host", self.host.as_str());
+        if let Some(authorization) = &self.authorization {
+            request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
+        }
         if json.is_some() {
             request = request.header("content-type", "application/json");
         }

@@ -99,6 +99,10 @@ pub struct LoadgenArgs {
     /// titles) before the run.
     #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD", default_value_t = 0)]
     pub preload: u64,
+    /// A bearer token sent with every request, for a node with --auth jwt
+    /// (a `playback:admin` token reaches every simulated account).
+    #[arg(long, env = "PLAYMARK_LOADGEN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print the results as JSON instead of a table.
     #[arg(long, env = "PLAYMARK_LOADGEN_JSON")]
     pub json: bool,
@@ -199,7 +203,7 @@ fn checkpoint_body(account: &str, video: &str, position: f64, device: &str) -> S
 async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
     let mut conns = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
-        let mut conn = Conn::new(&args.target);
+        let mut conn = Conn::new(&args.target, args.token.as_deref());
         // A failure here shows up as "no answer" errors: each request retries
         // the connection.
         let _ = conn.connect().await;
@@ -340,9 +344,10 @@ async fn preload(args: &LoadgenArgs) -> anyhow::Result<(u64, Duration)> {
     let start = Instant::now();
     let workers: Vec<_> = (0..8)
         .map(|_| {
-            let (target, next, bar) = (args.target.clone(), Arc::clone(&next), bar.clone());
+            let (target, token, next, bar) =
+                (args.target.clone(), args.token.clone(), Arc::clone(&next), bar.clone());
             tokio::spawn(async move {
-                let mut conn = Conn::new(&target);
+                let mut conn = Conn::new(&target, token.as_deref());
                 let mut loaded = 0u64;
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);

@@ -155,7 +155,7 @@ pub async fn run(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration, Simu
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(v as u64 + 7);
                 let mut s = Session {
-                    conn: Conn::new(&args.target),
+                    conn: Conn::new(&args.target, args.token.as_deref()),
                     account: format!("viewer-{run_id}-{v}"),
                     video: format!("V{}", v % 5),
                     stats: BTreeMap::new(),

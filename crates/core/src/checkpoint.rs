@@ -188,6 +188,7 @@ impl Checkpoint {
             position: self.position,
             duration: self.duration,
             hidden: false,
+            finished: false,
         }
     }
 

@@ -34,6 +34,10 @@ pub struct Progress {
     /// Hidden from continue-watching by the viewer; the next applied
     /// checkpoint (which is never hidden) shows the title again.
     pub hidden: bool,
+    /// Watched to the end: decided when the checkpoint is written (by the
+    /// service's resume policy) and kept, so continue-watching is an order
+    /// the store keeps rather than a filter of the whole profile.
+    pub finished: bool,
 }
 
 /// What a store keeps under a key: live progress, or a tombstone that remembers
@@ -61,6 +65,14 @@ pub enum Outcome {
     /// Newer, but refused by the stale-device guard ([`StaleGuard`]):
     /// nothing changed, and the player should ask the viewer.
     Conflict,
+}
+
+impl Progress {
+    /// True when the title belongs in continue-watching: not hidden, not
+    /// finished.
+    pub fn in_progress(&self) -> bool {
+        !self.hidden && !self.finished
+    }
 }
 
 impl Entry {
@@ -167,10 +179,14 @@ impl Progress {
 }
 
 /// The stored-state order: the conflict rule, then `hidden` (a hidden copy
-/// of a checkpoint is above the unhidden one).
+/// of a checkpoint is above the unhidden one), then `finished` (derived
+/// from the checkpoint, so it only differs if the policy changed between
+/// two writes of the same checkpoint).
 impl Ord for Progress {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.checkpoint_cmp(other).then(self.hidden.cmp(&other.hidden))
+        self.checkpoint_cmp(other)
+            .then(self.hidden.cmp(&other.hidden))
+            .then(self.finished.cmp(&other.finished))
     }
 }
 
@@ -180,11 +196,12 @@ impl PartialOrd for Progress {
     }
 }
 
-/// The stored-state order: the conflict rule, then `hidden`.
+/// The stored-state order: the conflict rule, then `hidden`, then
+/// `finished` (see [`Progress`]'s order).
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         self.conflict_cmp(other).then_with(|| match (self, other) {
-            (Entry::Live(a), Entry::Live(b)) => a.hidden.cmp(&b.hidden),
+            (Entry::Live(a), Entry::Live(b)) => a.cmp(b),
             _ => Ordering::Equal,
         })
     }
@@ -207,6 +224,7 @@ mod tests {
             position: Position::from_millis(pos_ms).expect("valid position"),
             duration: None,
             hidden: false,
+            finished: false,
         })
     }
 

@@ -122,6 +122,7 @@ mod tests {
             position: Position::from_secs(pos_s).expect("valid"),
             duration: dur_s.map(|d| Duration::from_secs(d).expect("valid")),
             hidden: false,
+            finished: false,
         }
     }
 

@@ -16,6 +16,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                     position: Position::from_millis(pos * 1000).expect("in range"),
                     duration: dur.map(|d| Duration::from_millis(d * 1000).expect("in range")),
                     hidden: false,
+                    finished: false,
                 })
             });
     let deleted = (0u64..20).prop_map(|at| Entry::Deleted { at: Timestamp::from_millis(at) });

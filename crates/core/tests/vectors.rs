@@ -79,6 +79,7 @@ fn handoff_vectors() {
                 position: Position::from_millis(u(r, "position_ms")).expect("valid"),
                 duration: r["duration_ms"].as_u64().map(|d| Duration::from_millis(d).expect("valid")),
                 hidden: false,
+                finished: false,
             }
         });
         let local = case["local_ms"].as_u64().map(|ms| Position::from_millis(ms).expect("valid"));

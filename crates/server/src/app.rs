@@ -149,8 +149,9 @@ impl Application {
                 }
             });
         }
-        let sweeper = config.ttl().map(|ttl| {
-            tokio::spawn(sweeper::run(Arc::clone(&service), ttl, config.sweep_interval, stop_rx.clone()))
+        let limits = sweeper::Limits { ttl: config.ttl(), max_titles: config.max_titles() };
+        let sweeper = (limits.ttl.is_some() || limits.max_titles.is_some()).then(|| {
+            tokio::spawn(sweeper::run(Arc::clone(&service), limits, config.sweep_interval, stop_rx.clone()))
         });
 
         // Fires when the shutdown signal arrives, to start the grace timer.
@@ -211,6 +212,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProgressStore>> {
         StoreKind::Embedded => {
             let options = EmbeddedOptions {
                 cache_size_bytes: config.embedded_cache_mb.saturating_mul(1024 * 1024),
+                legacy_finished_percent: config.max_resume_percent,
                 ..EmbeddedOptions::default()
             };
             let store =
@@ -225,6 +227,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProgressStore>> {
                 pool_size: config.postgres_pool_size,
                 writers: config.postgres_writers,
                 max_batch: config.postgres_max_batch,
+                legacy_finished_percent: config.max_resume_percent,
                 ..PostgresOptions::default()
             })
             .await

@@ -75,6 +75,21 @@ impl CachedStore {
         self.metrics.cache_lookups.get_or_create(&CacheLabels { result }).inc();
     }
 
+    /// Removes rows the store purged from the cache: they must not live on
+    /// there. A write that lands between the purge and this removal only
+    /// costs a cache miss.
+    async fn forget(&self, purged: &[ProgressKey]) {
+        let removals = purged.iter().map(|key| tokio::time::timeout(self.timeout, self.cache.remove(key)));
+        for (key, removed) in purged.iter().zip(futures::future::join_all(removals).await) {
+            if !matches!(removed, Ok(Ok(()))) {
+                // The entry lives until the cache TTL; nothing else can
+                // reach it, so record it for the operator.
+                self.metrics.cache_update_failures.inc();
+                tracing::debug!(%key, "could not remove a purged entry from the cache");
+            }
+        }
+    }
+
     fn suspect(&self, key: &ProgressKey) -> Suspect {
         Suspect { cache: Arc::clone(&self.cache), key: Some(key.clone()), timeout: self.timeout }
     }
@@ -261,8 +276,12 @@ impl ProgressStore for CachedStore {
         Ok(entry)
     }
 
-    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
-        self.store.list_profile(profile).await
+    async fn continue_watching(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.store.continue_watching(profile, limit).await
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
@@ -286,18 +305,14 @@ impl ProgressStore for CachedStore {
 
     async fn expire(&self, untouched_since: Timestamp, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
         let purged = self.store.expire(untouched_since, limit).await?;
-        // A purged row must not live on in the cache. A write that lands
-        // between the purge and this removal only costs a cache miss.
-        let removals = purged.iter().map(|key| tokio::time::timeout(self.timeout, self.cache.remove(key)));
-        for (key, removed) in purged.iter().zip(futures::future::join_all(removals).await) {
-            if !matches!(removed, Ok(Ok(()))) {
-                // The entry lives until the cache TTL; nothing else can
-                // reach it, so record it for the operator.
-                self.metrics.cache_update_failures.inc();
-                tracing::debug!(%key, "could not remove a purged entry from the cache");
-            }
-        }
+        self.forget(&purged).await;
         Ok(purged)
+    }
+
+    async fn trim(&self, max_titles: usize, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
+        let trimmed = self.store.trim(max_titles, limit).await?;
+        self.forget(&trimmed).await;
+        Ok(trimmed)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

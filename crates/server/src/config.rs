@@ -159,7 +159,14 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_TTL_DAYS", default_value_t = 180)]
     pub ttl_days: u32,
 
-    /// How often the TTL sweeper looks for idle entries.
+    /// Keep at most this many titles (tombstones included) per profile: the
+    /// sweeper purges the least recently written beyond it, so one
+    /// profile's storage is bounded. 0 keeps everything.
+    #[arg(long, env = "PLAYMARK_MAX_TITLES_PER_PROFILE", default_value_t = 10_000)]
+    pub max_titles_per_profile: usize,
+
+    /// How often the sweeper looks for idle entries and profiles over the
+    /// cap.
     #[arg(long, env = "PLAYMARK_SWEEP_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
 
@@ -168,7 +175,9 @@ pub struct Config {
     pub min_resume_percent: f64,
 
     /// Above this share watched (percent), the title counts as finished:
-    /// resume starts over and it leaves continue-watching.
+    /// resume starts over and it leaves continue-watching. Membership in
+    /// continue-watching is decided when a checkpoint is written, so after a
+    /// change a title moves only with its next checkpoint.
     #[arg(long, env = "PLAYMARK_MAX_RESUME_PERCENT", default_value_t = 90.0, value_parser = percent)]
     pub max_resume_percent: f64,
 
@@ -364,6 +373,11 @@ impl Config {
             small_regression_ms: millis(self.small_regression),
             prompt_backward_ms: millis(self.prompt_backward),
         }
+    }
+
+    /// The per-profile cap, or `None` when there is none.
+    pub fn max_titles(&self) -> Option<usize> {
+        (self.max_titles_per_profile > 0).then_some(self.max_titles_per_profile)
     }
 
     /// The TTL as a duration, or `None` when entries never expire.

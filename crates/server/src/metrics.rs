@@ -37,7 +37,8 @@ pub struct RouteLabels {
 pub struct StoreLabels {
     /// Which backend.
     pub backend: &'static str,
-    /// `upsert`, `get`, `list_profile`, `delete`, `expire`, `ping`.
+    /// `upsert`, `get`, `continue_watching`, `delete`, `hide`, `expire`,
+    /// `trim`.
     pub op: &'static str,
     /// `ok`, `error` or `timeout`.
     pub result: &'static str,
@@ -83,6 +84,9 @@ pub struct Metrics {
     pub unavailable: Counter,
     /// Entries purged by the TTL sweeper.
     pub expired: Counter,
+    /// Entries purged because their profile was over
+    /// `--max-titles-per-profile`.
+    pub trimmed: Counter,
     /// Cache lookups by result.
     pub cache_lookups: Family<CacheLabels, Counter>,
     /// Cache updates that failed after the store write, and were queued
@@ -154,6 +158,12 @@ impl Default for Metrics {
         );
         let expired = Counter::default();
         registry.register("expired_entries", "Entries purged by the TTL sweeper", expired.clone());
+        let trimmed = Counter::default();
+        registry.register(
+            "trimmed_entries",
+            "Least recently written entries purged from profiles over --max-titles-per-profile",
+            trimmed.clone(),
+        );
         let cache_lookups = Family::default();
         registry.register(
             "cache_lookups",
@@ -227,6 +237,7 @@ impl Default for Metrics {
             store_retries,
             unavailable,
             expired,
+            trimmed,
         }
     }
 }

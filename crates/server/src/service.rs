@@ -38,6 +38,8 @@ pub enum StoreOp {
     Hide,
     /// A TTL purge batch.
     Expire,
+    /// A per-profile cap purge batch.
+    Trim,
 }
 
 impl StoreOp {
@@ -46,10 +48,11 @@ impl StoreOp {
         match self {
             StoreOp::Upsert => "upsert",
             StoreOp::Get => "get",
-            StoreOp::ContinueWatching => "list_profile",
+            StoreOp::ContinueWatching => "continue_watching",
             StoreOp::Delete => "delete",
             StoreOp::Hide => "hide",
             StoreOp::Expire => "expire",
+            StoreOp::Trim => "trim",
         }
     }
 
@@ -226,7 +229,10 @@ impl PlaybackService {
             self.metrics.clocks_clamped.inc();
             tracing::debug!(device = %checkpoint.device_id, "client clock too far ahead; using the server's");
         }
-        let progress = checkpoint.progress_at(time.at);
+        let mut progress = checkpoint.progress_at(time.at);
+        // Finished is decided now, with the policy in force, and stored: it
+        // keeps the title out of continue-watching without a read-time filter.
+        progress.finished = self.options.policy.is_finished(&progress);
         let key = &checkpoint.key;
         let guard = checkpoint.guard(self.options.stale_guard_ms);
         let written =
@@ -266,14 +272,9 @@ impl PlaybackService {
         profile: &ProfileKey,
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, ServiceError> {
-        let mut rows =
-            self.read(StoreOp::ContinueWatching, profile, self.store.list_profile(profile)).await?;
-        rows.retain(|(_, p)| !p.hidden && !self.options.policy.is_finished(p));
-        // Newest first; the video id makes equal times come out the same way
-        // on every call.
-        rows.sort_unstable_by(|(va, a), (vb, b)| b.updated_at.cmp(&a.updated_at).then_with(|| va.cmp(vb)));
-        rows.truncate(limit);
-        Ok(rows)
+        // The store keeps the order (newest first, ties by video id) and
+        // the membership (finished was decided when each was written).
+        self.read(StoreOp::ContinueWatching, profile, self.store.continue_watching(profile, limit)).await
     }
 
     /// Forgets a title for the profile; older checkpoints cannot bring it back.
@@ -286,13 +287,34 @@ impl PlaybackService {
     /// fewer than `limit` means nothing idle is left.
     pub async fn expire(&self, ttl: Duration, limit: usize) -> Result<usize, StoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let started = Instant::now();
-        let result = self.store.expire(now().saturating_sub_millis(ttl_ms), limit).await;
-        let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.store_op(self.store.backend(), StoreOp::Expire.as_str(), label, started.elapsed());
-        let purged = result?.len();
+        let purged = self
+            .housekeeping(StoreOp::Expire, self.store.expire(now().saturating_sub_millis(ttl_ms), limit))
+            .await?;
         self.metrics.expired.inc_by(purged as u64);
         Ok(purged)
+    }
+
+    /// Purges up to `limit` of the least recently written titles of
+    /// profiles over `max_titles`. Returns how many; fewer than `limit`
+    /// means no profile is over the cap.
+    pub async fn trim(&self, max_titles: usize, limit: usize) -> Result<usize, StoreError> {
+        let trimmed = self.housekeeping(StoreOp::Trim, self.store.trim(max_titles, limit)).await?;
+        self.metrics.trimmed.inc_by(trimmed as u64);
+        Ok(trimmed)
+    }
+
+    /// A sweeper's store call, measured (no deadline: it runs beside the
+    /// traffic, in small batches).
+    async fn housekeeping(
+        &self,
+        op: StoreOp,
+        call: impl Future<Output = Result<Vec<ProgressKey>, StoreError>>,
+    ) -> Result<usize, StoreError> {
+        let started = Instant::now();
+        let result = call.await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics.store_op(self.store.backend(), op.as_str(), label, started.elapsed());
+        result.map(|keys| keys.len())
     }
 
     /// Asks every dependency whether it answers (each within the read

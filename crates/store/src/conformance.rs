@@ -42,7 +42,10 @@ macro_rules! conformance_tests {
             replayed_write_is_a_duplicate,
             same_millisecond_writes_break_ties_deterministically,
             keys_that_share_prefixes_stay_independent,
-            list_profile_returns_only_that_profiles_live_rows,
+            continue_watching_is_the_profiles_titles_in_progress_newest_first,
+            continue_watching_reads_only_as_far_as_its_limit,
+            continue_watching_follows_every_change_of_a_title,
+            trim_purges_the_least_recently_written_rows_of_profiles_over_the_cap,
             delete_leaves_a_tombstone_older_writes_cannot_pass,
             newer_write_after_delete_restores_the_title,
             delete_of_an_unknown_key_still_blocks_older_writes,
@@ -86,6 +89,7 @@ fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64>) -
         position: Position::from_millis(position_ms).expect("valid position"),
         duration: duration_ms.map(|d| Duration::from_millis(d).expect("valid duration")),
         hidden: false,
+        finished: false,
     }
 }
 
@@ -179,32 +183,109 @@ pub async fn keys_that_share_prefixes_stay_independent(store: &dyn ProgressStore
     }
 }
 
-/// Listing a profile yields its live rows and nothing else.
-pub async fn list_profile_returns_only_that_profiles_live_rows(store: &dyn ProgressStore) {
-    let mine = ["V1", "V2", "V3"];
-    for (i, v) in mine.iter().enumerate() {
-        upsert(store, &key("acct", "A", v), &progress(1_000 + i as u64, "tv", 5_000, None)).await;
+fn profile(account: &str, profile: &str) -> ProfileKey {
+    ProfileKey {
+        account_id: AccountId::parse(account).expect("valid"),
+        profile_id: ProfileId::parse(profile).expect("valid"),
     }
-    upsert(store, &key("acct", "AB", "X"), &progress(1_000, "tv", 5_000, None)).await;
-    upsert(store, &key("acct", "B", "Y"), &progress(1_000, "tv", 5_000, None)).await;
-    upsert(store, &key("acct-2", "A", "Z"), &progress(1_000, "tv", 5_000, None)).await;
-    store.delete(&key("acct", "A", "V2"), NOW).await.expect("delete succeeds");
+}
 
-    let profile = ProfileKey {
-        account_id: AccountId::parse("acct").expect("valid"),
-        profile_id: ProfileId::parse("A").expect("valid"),
-    };
-    let mut rows = store.list_profile(&profile).await.expect("list succeeds");
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let videos: Vec<_> = rows.iter().map(|(v, _)| v.as_str()).collect();
-    assert_eq!(videos, ["V1", "V3"]);
-    assert_eq!(rows[1].1, progress(1_002, "tv", 5_000, None));
+async fn continue_watching(store: &dyn ProgressStore, p: &ProfileKey, limit: usize) -> Vec<String> {
+    let rows = store.continue_watching(p, limit).await.expect("continue-watching succeeds");
+    rows.into_iter().map(|(v, _)| v.as_str().to_owned()).collect()
+}
 
-    let empty = ProfileKey {
-        account_id: AccountId::parse("nobody").expect("valid"),
-        profile_id: ProfileId::parse("A").expect("valid"),
-    };
-    assert!(store.list_profile(&empty).await.expect("list succeeds").is_empty());
+/// Continue-watching holds the profile's live, unhidden, unfinished titles,
+/// newest first, ties by video id; nothing of another profile.
+pub async fn continue_watching_is_the_profiles_titles_in_progress_newest_first(store: &dyn ProgressStore) {
+    for (video, at) in [("V1", 1_000), ("V2", 3_000), ("V3", 2_000), ("V4", 2_000)] {
+        upsert(store, &key("acct", "A", video), &progress(at, "tv", 5_000, None)).await;
+    }
+    let finished = Progress { finished: true, ..progress(9_000, "tv", 5_000, Some(5_000)) };
+    upsert(store, &key("acct", "A", "done"), &finished).await;
+    upsert(store, &key("acct", "A", "hidden"), &progress(9_000, "tv", 5_000, None)).await;
+    store.hide(&key("acct", "A", "hidden")).await.expect("hide succeeds");
+    upsert(store, &key("acct", "A", "gone"), &progress(9_000, "tv", 5_000, None)).await;
+    store.delete(&key("acct", "A", "gone"), NOW).await.expect("delete succeeds");
+    for other in
+        [key("acct", "AB", "X"), key("acct", "B", "Y"), key("acct-2", "A", "Z"), key("acc", "tA", "W")]
+    {
+        upsert(store, &other, &progress(5_000, "tv", 5_000, None)).await;
+    }
+
+    let a = profile("acct", "A");
+    assert_eq!(continue_watching(store, &a, 10).await, ["V2", "V3", "V4", "V1"]);
+    let rows = store.continue_watching(&a, 1).await.expect("succeeds");
+    assert_eq!(rows, vec![(VideoId::parse("V2").expect("valid"), progress(3_000, "tv", 5_000, None))]);
+    assert!(continue_watching(store, &profile("nobody", "A"), 10).await.is_empty());
+}
+
+/// A profile with many titles answers a small limit with exactly the
+/// newest ones.
+pub async fn continue_watching_reads_only_as_far_as_its_limit(store: &dyn ProgressStore) {
+    let writes = (0..300u64).map(|i| async move {
+        let p = progress(1_000 + i, "tv", 5_000, None);
+        store.upsert(&key("acct", "A", &format!("V{i:03}")), p, NOW, None).await.expect("upsert succeeds")
+    });
+    futures::future::join_all(writes).await;
+    let newest: Vec<String> = (280..300).rev().map(|i| format!("V{i:03}")).collect();
+    assert_eq!(continue_watching(store, &profile("acct", "A"), 20).await, newest);
+}
+
+/// Every change of a title moves it in (or out of) continue-watching: a
+/// newer checkpoint moves it up, finishing or hiding takes it out, a
+/// rewatch puts it back, a deletion takes it out.
+pub async fn continue_watching_follows_every_change_of_a_title(store: &dyn ProgressStore) {
+    let a = profile("acct", "A");
+    let v1 = key("acct", "A", "V1");
+    upsert(store, &v1, &progress(1_000, "tv", 5_000, None)).await;
+    upsert(store, &key("acct", "A", "V2"), &progress(2_000, "tv", 5_000, None)).await;
+    assert_eq!(continue_watching(store, &a, 10).await, ["V2", "V1"]);
+    upsert(store, &v1, &progress(3_000, "tv", 6_000, None)).await;
+    assert_eq!(continue_watching(store, &a, 10).await, ["V1", "V2"], "a newer checkpoint moves it up");
+    upsert(store, &v1, &Progress { finished: true, ..progress(4_000, "tv", 9_000, Some(9_000)) }).await;
+    assert_eq!(continue_watching(store, &a, 10).await, ["V2"], "finished titles leave");
+    upsert(store, &v1, &progress(5_000, "tv", 1_000, Some(9_000))).await;
+    assert_eq!(continue_watching(store, &a, 10).await, ["V1", "V2"], "a rewatch brings it back");
+    store.hide(&v1).await.expect("hide succeeds");
+    assert_eq!(continue_watching(store, &a, 10).await, ["V2"], "hidden titles leave");
+    upsert(store, &v1, &progress(6_000, "tv", 2_000, None)).await;
+    store.delete(&v1, Timestamp::from_millis(7_000)).await.expect("delete succeeds");
+    assert_eq!(continue_watching(store, &a, 10).await, ["V2"], "deleted titles leave");
+}
+
+/// Trimming purges the least recently written rows (tombstones count too)
+/// of each profile over the cap, down to the cap, and nothing else.
+pub async fn trim_purges_the_least_recently_written_rows_of_profiles_over_the_cap(store: &dyn ProgressStore) {
+    for i in 0..12u64 {
+        upsert(store, &key("acct", "A", &format!("V{i:02}")), &progress(1_000 + i, "tv", 5_000, None)).await;
+    }
+    store.delete(&key("acct", "A", "V11"), NOW).await.expect("delete succeeds");
+    store.delete(&key("acct", "A", "never"), NOW).await.expect("delete succeeds");
+    for i in 0..5u64 {
+        upsert(store, &key("acct", "B", &format!("V{i}")), &progress(1_000 + i, "tv", 5_000, None)).await;
+    }
+    // Profile A has 13 rows (one a tombstone for a title never seen), B has 5.
+    let mut trimmed = Vec::new();
+    loop {
+        let batch = store.trim(10, 2).await.expect("trim succeeds");
+        assert!(batch.len() <= 2, "a batch over the limit: {batch:?}");
+        let done = batch.len() < 2;
+        trimmed.extend(batch);
+        if done {
+            break;
+        }
+    }
+    trimmed.sort();
+    assert_eq!(trimmed, [key("acct", "A", "V00"), key("acct", "A", "V01"), key("acct", "A", "V02")]);
+    assert_eq!(get(store, &key("acct", "A", "V00")).await, None);
+    assert!(get(store, &key("acct", "A", "V03")).await.is_some());
+    assert!(get(store, &key("acct", "A", "never")).await.is_some(), "the newest rows stay, tombstones too");
+    assert_eq!(continue_watching(store, &profile("acct", "B"), 10).await.len(), 5);
+    assert!(store.trim(10, 100).await.expect("trim succeeds").is_empty(), "nothing over the cap is left");
+    // A profile that grows over the cap again is trimmed again.
+    upsert(store, &key("acct", "A", "V99"), &progress(9_000, "tv", 5_000, None)).await;
+    assert_eq!(store.trim(10, 100).await.expect("trim succeeds"), [key("acct", "A", "V03")]);
 }
 
 /// After a delete, a checkpoint from before it cannot resurrect the title.
@@ -405,9 +486,11 @@ pub async fn hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_agai
     upsert(store, &k, &p).await;
     let hidden = Progress { hidden: true, ..p.clone() };
     assert_eq!(store.hide(&k).await.expect("hide succeeds"), Some(hidden.clone()));
-    assert_eq!(get(store, &k).await, Some(Entry::Live(hidden.clone())));
-    let profile = k.profile();
-    assert_eq!(store.list_profile(&profile).await.expect("list"), vec![(k.video_id.clone(), hidden)]);
+    assert_eq!(get(store, &k).await, Some(Entry::Live(hidden)));
+    assert!(
+        continue_watching(store, &k.profile(), 10).await.is_empty(),
+        "hidden titles leave continue-watching"
+    );
     let newer = progress(3_000, "phone", 90_000, Some(3_600_000));
     assert_eq!(upsert(store, &k, &newer).await.0, Outcome::Applied);
     assert_eq!(get(store, &k).await, Some(Entry::Live(newer)));

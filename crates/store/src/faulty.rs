@@ -96,9 +96,13 @@ impl ProgressStore for FaultyStore {
         self.inner.get(key).await
     }
 
-    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+    async fn continue_watching(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
         self.before().await?;
-        self.inner.list_profile(profile).await
+        self.inner.continue_watching(profile, limit).await
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
@@ -115,6 +119,10 @@ impl ProgressStore for FaultyStore {
 
     async fn expire(&self, untouched_since: Timestamp, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
         self.inner.expire(untouched_since, limit).await
+    }
+
+    async fn trim(&self, max_titles: usize, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
+        self.inner.trim(max_titles, limit).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

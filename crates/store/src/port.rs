@@ -45,8 +45,15 @@ pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
     /// The entry under `key`, tombstones included.
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError>;
 
-    /// Every live (not deleted) entry of one profile, in no particular order.
-    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError>;
+    /// The profile's titles in progress — live, not hidden, not finished —
+    /// newest `updated_at` first, ties by video id ascending; at most
+    /// `limit`. Served from an order the store keeps, so its cost grows with
+    /// `limit`, not with the profile's size.
+    async fn continue_watching(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError>;
 
     /// Replaces whatever stands under `key` with a tombstone
     /// ([`Entry::tombstone`]), so older checkpoints cannot bring it back.
@@ -63,7 +70,15 @@ pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
     /// `limit` come back.
     async fn expire(&self, untouched_since: Timestamp, limit: usize) -> Result<Vec<ProgressKey>, StoreError>;
 
-    /// Succeeds when the store can serve reads and writes.
+    /// Bounds every profile's storage: of each profile with more than
+    /// `max_titles` rows (tombstones included), purges the least recently
+    /// written rows down to `max_titles`, at most `limit` in one call, and
+    /// returns their keys. Profiles over the cap are found without scanning
+    /// every row. The caller repeats until fewer than `limit` come back.
+    async fn trim(&self, max_titles: usize, limit: usize) -> Result<Vec<ProgressKey>, StoreError>;
+
+    /// Succeeds when the store can serve reads and writes (stores that can,
+    /// prove it with a write).
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Finishes every accepted write and stops taking new ones. Called once,

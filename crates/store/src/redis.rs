@@ -25,14 +25,14 @@ use crate::cache::{CacheError, ProgressCache};
 
 /// Compare-and-set under the stored-state order of `playmark_core::Entry`:
 /// the conflict rule `(updated_at, kind, device_id, position, duration)`,
-/// then `hidden`. KEYS[1]: the entry. ARGV: updated_at, kind (1 = deleted),
-/// device_id, position_ms, duration_ms (-1 = none), hidden (1 = hidden),
-/// ttl_ms. Device ids compare byte by byte (`string.byte`), not with Lua's
+/// then `hidden`, then `finished`. KEYS[1]: the entry. ARGV: updated_at,
+/// kind (1 = deleted), device_id, position_ms, duration_ms (-1 = none),
+/// hidden (1 = hidden), finished (1 = finished), ttl_ms. Device ids compare byte by byte (`string.byte`), not with Lua's
 /// locale-dependent `<`, so Redis orders them exactly as Rust and
 /// PostgreSQL's `COLLATE "C"` do. An entry cached before the flag existed
-/// reads as not hidden.
+/// reads as neither hidden nor finished.
 const CAS: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'u', 'k', 'd', 'p', 'r', 'h')
+local cur = redis.call('HMGET', KEYS[1], 'u', 'k', 'd', 'p', 'r', 'h', 'f')
 local function bytes_gt(a, b)
   local n = math.min(#a, #b)
   for i = 1, n do
@@ -46,19 +46,20 @@ if not cur[1] then
   newer = true
 else
   local cu, ck, cp, cr = tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[4]), tonumber(cur[5])
-  local ch = tonumber(cur[6] or '0')
+  local ch, cf = tonumber(cur[6] or '0'), tonumber(cur[7] or '0')
   local nu, nk, np, nr = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
-  local nh = tonumber(ARGV[6])
+  local nh, nf = tonumber(ARGV[6]), tonumber(ARGV[7])
   if nu ~= cu then newer = nu > cu
   elseif nk ~= ck then newer = nk > ck
   elseif ARGV[3] ~= cur[3] then newer = bytes_gt(ARGV[3], cur[3])
   elseif np ~= cp then newer = np > cp
   elseif nr ~= cr then newer = nr > cr
-  else newer = nh > ch end
+  elseif nh ~= ch then newer = nh > ch
+  else newer = nf > cf end
 end
 if newer then
-  redis.call('HSET', KEYS[1], 'u', ARGV[1], 'k', ARGV[2], 'd', ARGV[3], 'p', ARGV[4], 'r', ARGV[5], 'h', ARGV[6])
-  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('HSET', KEYS[1], 'u', ARGV[1], 'k', ARGV[2], 'd', ARGV[3], 'p', ARGV[4], 'r', ARGV[5], 'h', ARGV[6], 'f', ARGV[7])
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
   return 1
 end
 return 0
@@ -248,13 +249,13 @@ impl ProgressCache for RedisCache {
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, CacheError> {
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.key(key)).arg(&["u", "k", "d", "p", "r", "h"]);
+        cmd.arg(self.key(key)).arg(&["u", "k", "d", "p", "r", "h", "f"]);
         let fields: Vec<Option<String>> = self.query(&cmd).await?;
         decode(&fields).map_err(|reason| self.error(reason))
     }
 
     async fn put(&self, key: &ProgressKey, entry: &Entry) -> Result<bool, CacheError> {
-        let (u, k, d, p, r, h) = match entry {
+        let (u, k, d, p, r, h, f) = match entry {
             Entry::Live(p) => (
                 p.updated_at.as_millis(),
                 0,
@@ -262,12 +263,13 @@ impl ProgressCache for RedisCache {
                 p.position.as_millis() as i64,
                 p.duration.map_or(-1, |d| d.as_millis() as i64),
                 u8::from(p.hidden),
+                u8::from(p.finished),
             ),
-            Entry::Deleted { at } => (at.as_millis(), 1, "", 0, -1, 0),
+            Entry::Deleted { at } => (at.as_millis(), 1, "", 0, -1, 0, 0),
         };
         let ttl_ms = u64::try_from(self.options.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = self.script.key(self.key(key));
-        invocation.arg(u).arg(k).arg(d).arg(p).arg(r).arg(h).arg(ttl_ms);
+        invocation.arg(u).arg(k).arg(d).arg(p).arg(r).arg(h).arg(f).arg(ttl_ms);
         let stored: i64 = match self.connection()? {
             Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
             Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
@@ -287,10 +289,11 @@ impl ProgressCache for RedisCache {
     }
 }
 
-/// Decodes an `HMGET u k d p r h` answer (`h` is absent from entries cached
-/// by versions that did not keep it: not hidden).
+/// Decodes an `HMGET u k d p r h f` answer (`h` and `f` are absent from
+/// entries cached by versions that did not keep them: not hidden, not
+/// finished).
 fn decode(fields: &[Option<String>]) -> Result<Option<Entry>, String> {
-    let [Some(u), Some(k), Some(d), Some(p), Some(r), h] = fields else {
+    let [Some(u), Some(k), Some(d), Some(p), Some(r), h, f] = fields else {
         return Ok(None);
     };
     let num = |s: &str| s.parse::<i64>().map_err(|_| format!("non-numeric field {s:?}"));
@@ -308,6 +311,7 @@ fn decode(fields: &[Option<String>]) -> Result<Option<Entry>, String> {
             ms => Some(TitleDuration::from_millis(unsigned(ms)?).map_err(|e| format!("duration {e}"))?),
         },
         hidden: h.as_deref().map(num).transpose()? == Some(1),
+        finished: f.as_deref().map(num).transpose()? == Some(1),
     })))
 }
 

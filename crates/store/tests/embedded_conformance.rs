@@ -51,6 +51,7 @@ async fn records_survive_close_and_reopen() {
         position: Position::from_millis(42_000).expect("valid"),
         duration: None,
         hidden: false,
+        finished: false,
     };
     {
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("opens");
@@ -77,6 +78,7 @@ async fn writes_after_close_are_refused_not_lost_silently() {
         position: Position::START,
         duration: None,
         hidden: false,
+        finished: false,
     };
     assert!(store.upsert(&key, progress, Timestamp::from_millis(1), None).await.is_err());
     assert!(store.ping().await.is_err());

@@ -20,6 +20,7 @@ fn event(video: &str, at: u64) -> ProgressEvent {
             position: Position::from_millis(60_000).expect("valid"),
             duration: None,
             hidden: false,
+            finished: false,
         },
     }
 }

@@ -32,13 +32,15 @@ fn progress() -> impl Strategy<Value = Progress> {
         0u64..=2,
         prop::option::of(1u64..=2),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(at, device, position, duration, hidden)| Progress {
+        .prop_map(|(at, device, position, duration, hidden, finished)| Progress {
             updated_at: Timestamp::from_millis(at),
             device_id: DeviceId::parse(device).expect("valid device id"),
             position: Position::from_millis(position).expect("valid position"),
             duration: duration.map(|d| TitleDuration::from_millis(d).expect("valid duration")),
             hidden,
+            finished,
         })
 }
 

@@ -59,6 +59,7 @@ fn progress(at: u64, device: &str, pos: u64) -> Progress {
         position: Position::from_millis(pos).expect("valid"),
         duration: None,
         hidden: false,
+        finished: false,
     }
 }
 

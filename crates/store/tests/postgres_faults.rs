@@ -25,6 +25,7 @@ fn progress(at: u64) -> Progress {
         position: Position::from_millis(1_000).expect("valid"),
         duration: None,
         hidden: false,
+        finished: false,
     }
 }
 

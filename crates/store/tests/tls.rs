@@ -29,6 +29,7 @@ fn live() -> Entry {
         position: Position::from_millis(60_000).expect("valid"),
         duration: None,
         hidden: false,
+        finished: false,
     })
 }
 

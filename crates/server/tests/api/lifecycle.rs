@@ -36,7 +36,7 @@ fn key(video: &str) -> ProgressKey {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sweeper_purges_entries_idle_longer_than_the_ttl_and_keeps_the_rest() {
+async fn the_sweeper_purges_idle_entries_and_profiles_over_the_cap_and_keeps_the_rest() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("opens"));
     let day_ms = 86_400_000;
@@ -47,6 +47,7 @@ async fn the_sweeper_purges_entries_idle_longer_than_the_ttl_and_keeps_the_rest(
         position: Position::from_millis(60_000).expect("valid"),
         duration: None,
         hidden: false,
+        finished: false,
     };
     store
         .upsert(&key("idle"), progress.clone(), now.saturating_sub_millis(181 * day_ms), None)
@@ -54,7 +55,7 @@ async fn the_sweeper_purges_entries_idle_longer_than_the_ttl_and_keeps_the_rest(
         .expect("upsert");
     store.delete(&key("idle-tombstone"), now.saturating_sub_millis(200 * day_ms)).await.expect("delete");
     store
-        .upsert(&key("fresh"), progress, now.saturating_sub_millis(179 * day_ms), None)
+        .upsert(&key("fresh"), progress.clone(), now.saturating_sub_millis(179 * day_ms), None)
         .await
         .expect("upsert");
 
@@ -72,12 +73,8 @@ async fn the_sweeper_purges_entries_idle_longer_than_the_ttl_and_keeps_the_rest(
         },
     ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(sweeper::run(
-        Arc::clone(&service),
-        Duration::from_secs(180 * 86_400),
-        Duration::from_millis(20),
-        stopped,
-    ));
+    let limits = sweeper::Limits { ttl: Some(Duration::from_secs(180 * 86_400)), max_titles: Some(2) };
+    let task = tokio::spawn(sweeper::run(Arc::clone(&service), limits, Duration::from_millis(20), stopped));
 
     // Wait (bounded) until the sweeper reports its purge; it counts after
     // the store has committed.
@@ -89,6 +86,26 @@ async fn the_sweeper_purges_entries_idle_longer_than_the_ttl_and_keeps_the_rest(
     assert_eq!(store.get(&key("idle")).await.expect("get"), None);
     assert_eq!(store.get(&key("idle-tombstone")).await.expect("get"), None);
     assert!(store.get(&key("fresh")).await.expect("get").is_some(), "a fresh entry was purged");
+
+    // Over the cap of 2 titles: the least recently written go.
+    for video in ["newer-1", "newer-2"] {
+        store
+            .upsert(
+                &key(video),
+                Progress { updated_at: Timestamp::from_millis(2_000), ..progress.clone() },
+                now,
+                None,
+            )
+            .await
+            .expect("upsert");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics.render().contains("playmark_trimmed_entries_total 1") {
+        assert!(Instant::now() < deadline, "no trim within 10 s:\n{}", metrics.render());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.get(&key("fresh")).await.expect("get"), None, "the least recently written title went");
+    assert!(store.get(&key("newer-2")).await.expect("get").is_some());
 
     stop.send(true).expect("sweeper listening");
     task.await.expect("sweeper stops cleanly");

@@ -1,221 +1,400 @@
 //! Group commit: one writer thread turns many concurrent writes into one
-//! durable transaction.
+//! durable log append.
 //!
-//! An fsync costs the same for one row as for a thousand, so the writer takes
-//! the first queued command, drains whatever else is already waiting (up to a
-//! batch limit), applies them in arrival order inside one write transaction,
-//! commits with `Durability::Immediate`, and only then answers every caller.
-//! Under load, batches grow by themselves and throughput scales with
-//! concurrency; alone, a write pays exactly one fsync.
+//! The writer takes the first queued command, drains whatever else is
+//! already waiting (up to a batch limit), and applies them in arrival order
+//! against a *group overlay* (so later writes in the group see earlier
+//! ones): each applied write becomes row images — the row, its
+//! continue-watching key, the profile's count. The group's images are
+//! appended to the log and `fdatasync`ed once, applied to the memtable, and
+//! only then is every caller answered. An fsync costs the same for one row
+//! as for a thousand, so under load groups grow by themselves.
+//!
+//! Between groups the writer also starts checkpoints: when the memtable is
+//! big or old enough, it begins a new log segment and freezes the memtable
+//! for the checkpoint thread ([`super::checkpoint`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use playmark_core::{Entry, Outcome, Progress, StaleGuard, Timestamp};
-use redb::{Database, Durability, ReadableTable, Table};
+use playmark_core::{Entry, Outcome, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{Stored, decode_value, encode_value};
-use super::{BACKEND, Latest, PROGRESS};
+use super::keys;
+use super::memtable::View;
+use super::rows::{self, Stored};
+use super::wal::{Log, Mutation};
 use crate::{StoreError, Written};
 
 /// What the writer is asked to do.
 pub(crate) enum Command {
     /// A write, batched with its neighbours.
     Op(Op),
-    /// Stop after everything queued before this command is committed.
+    /// Start a checkpoint if anything is waiting for one (the checkpoint
+    /// thread's timer).
+    Checkpoint,
+    /// Checkpoint what is written, then stop.
     Close(oneshot::Sender<()>),
 }
 
-/// One write inside a batch.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One write inside a group.
 pub(crate) enum Op {
     /// Conditionally write progress under a key.
     Upsert {
-        key: Vec<u8>,
+        key: ProgressKey,
         progress: Progress,
         now: Timestamp,
         guard: Option<StaleGuard>,
-        reply: oneshot::Sender<Result<Written, StoreError>>,
+        reply: Reply<Written>,
     },
-    /// Set the hidden flag of the live record under a key.
-    Hide { key: Vec<u8>, reply: oneshot::Sender<Result<Option<Progress>, StoreError>> },
+    /// Hide the live record under a key.
+    Hide { key: ProgressKey, reply: Reply<Option<Progress>> },
     /// Replace what stands under a key with a tombstone.
-    Delete { key: Vec<u8>, now: Timestamp, reply: oneshot::Sender<Result<Written, StoreError>> },
-    /// Remove rows still untouched since `cutoff` (re-checked in the
-    /// transaction); answers with the keys removed.
-    Expire { keys: Vec<Vec<u8>>, cutoff: Timestamp, reply: oneshot::Sender<Result<Vec<Vec<u8>>, StoreError>> },
+    Delete { key: ProgressKey, now: Timestamp, reply: Reply<Written> },
+    /// Remove rows still untouched since `cutoff` (checked again here).
+    Expire { rows: Vec<Vec<u8>>, cutoff: Timestamp, reply: Reply<Vec<ProgressKey>> },
+    /// Remove rows of a profile over its cap (if they are still there).
+    Trim { rows: Vec<Vec<u8>>, reply: Reply<Vec<ProgressKey>> },
+    /// A readiness probe: a small durable write.
+    Probe { now: Timestamp, reply: Reply<()> },
 }
 
-/// An answer held back until the transaction commits.
+/// The size of a readiness probe's write.
+const PROBE_BYTES: usize = 16 * 1024;
+
+/// An answer held back until the group is durable.
 enum Pending {
-    Written(oneshot::Sender<Result<Written, StoreError>>, Result<Written, StoreError>),
-    Expired(oneshot::Sender<Result<Vec<Vec<u8>>, StoreError>>, Result<Vec<Vec<u8>>, StoreError>),
-    Hidden(oneshot::Sender<Result<Option<Progress>, StoreError>>, Result<Option<Progress>, StoreError>),
+    Written(Reply<Written>, Result<Written, StoreError>),
+    Hidden(Reply<Option<Progress>>, Result<Option<Progress>, StoreError>),
+    Removed(Reply<Vec<ProgressKey>>, Result<Vec<ProgressKey>, StoreError>),
+    Probed(Reply<()>, Result<(), StoreError>),
 }
 
 impl Pending {
-    /// Sends the answer, or `failure` in place of a success that did not commit.
+    /// Sends the answer, or `failure` in place of a success that is not
+    /// durable. A caller that gave up has dropped its receiver; there is
+    /// nobody left to tell.
     fn send(self, failure: Option<&dyn Fn() -> StoreError>) {
-        // A caller that gave up (timed out) has dropped its receiver; the
-        // write still happened, and there is nobody left to tell.
-        match (self, failure) {
-            (Pending::Written(tx, Ok(_)), Some(fail)) => drop(tx.send(Err(fail()))),
-            (Pending::Written(tx, result), _) => drop(tx.send(result)),
-            (Pending::Expired(tx, Ok(_)), Some(fail)) => drop(tx.send(Err(fail()))),
-            (Pending::Expired(tx, result), _) => drop(tx.send(result)),
-            (Pending::Hidden(tx, Ok(_)), Some(fail)) => drop(tx.send(Err(fail()))),
-            (Pending::Hidden(tx, result), _) => drop(tx.send(result)),
+        fn answer<T>(tx: Reply<T>, result: Result<T, StoreError>, failure: Option<&dyn Fn() -> StoreError>) {
+            let result = match (result, failure) {
+                (Ok(_), Some(fail)) => Err(fail()),
+                (result, _) => result,
+            };
+            let _ = tx.send(result);
+        }
+        match self {
+            Pending::Written(tx, r) => answer(tx, r, failure),
+            Pending::Hidden(tx, r) => answer(tx, r, failure),
+            Pending::Removed(tx, r) => answer(tx, r, failure),
+            Pending::Probed(tx, r) => answer(tx, r, failure),
         }
     }
 }
 
-/// Runs the writer loop until every sender is gone or a `Close` arrives.
-pub(crate) fn run(db: Arc<Database>, latest: Arc<Latest>, mut rx: mpsc::Receiver<Command>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    let mut close = None;
-    while close.is_none() {
-        let Some(first) = rx.blocking_recv() else {
-            break;
-        };
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Command::Op(op) => batch.push(op),
-                Command::Close(reply) => {
-                    close = Some(reply);
-                    break;
-                }
-            }
-            if batch.len() < max_batch {
-                next = rx.try_recv().ok();
-            }
-        }
-        commit(&db, &latest, &mut batch);
-    }
-    // Writes queued after a Close are dropped unanswered: their callers see
-    // the store as closed.
-    rx.close();
-    if let Some(reply) = close {
-        let _ = reply.send(());
-    }
-    tracing::debug!("embedded store writer stopped");
+/// When to checkpoint, and when to hold writers back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointPolicy {
+    /// Checkpoint once the memtable holds this many bytes...
+    pub bytes: usize,
+    /// ...or has been filling this long.
+    pub interval: Duration,
 }
 
-fn commit(db: &Database, latest: &Latest, batch: &mut Vec<Op>) {
-    if batch.is_empty() {
-        return;
-    }
-    let size = batch.len();
-    let mut pending = Vec::with_capacity(size);
-    let outcome = apply(db, batch.drain(..), &mut pending);
-    match outcome {
-        Ok(()) => {
-            // Readers must see the commit before anyone hears it happened.
-            latest.refresh(db);
-            pending.into_iter().for_each(|p| p.send(None));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, batch = size, "embedded store commit failed; nothing in the batch was acknowledged");
-            let reason = e.to_string();
-            let fail = move || StoreError::Unavailable { backend: BACKEND, reason: reason.clone() };
-            pending.into_iter().for_each(|p| p.send(Some(&fail)));
-        }
-    }
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub view: Arc<View>,
+    pub log: Log,
+    pub rx: mpsc::Receiver<Command>,
+    pub max_batch: usize,
+    pub policy: CheckpointPolicy,
+    /// Where frozen memtables go: `(table, the last LSN it holds)`.
+    pub checkpoints: std::sync::mpsc::Sender<super::checkpoint::Job>,
 }
 
-/// Applies a batch in one transaction. Per-command problems (a corrupt row)
-/// are answered individually; a storage failure fails the whole batch.
-fn apply(
-    db: &Database,
-    batch: impl Iterator<Item = Op>,
-    pending: &mut Vec<Pending>,
-) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    {
-        let mut table = txn.open_table(PROGRESS)?;
-        for cmd in batch {
-            match cmd {
-                Op::Upsert { key, progress, now, guard, reply } => {
-                    let result = write(&mut table, &key, now, |_| Entry::Live(progress), guard)?;
-                    pending.push(Pending::Written(reply, result));
-                }
-                Op::Hide { key, reply } => {
-                    let stored = table.get(key.as_slice())?.map(|v| decode_value(v.value()));
-                    let result = match stored {
-                        Some(Ok(Stored { entry: Entry::Live(mut p), touched_at })) => {
-                            p.hidden = true;
-                            let hidden = Entry::Live(p);
-                            match encode_value(&hidden, touched_at) {
-                                Ok(bytes) => {
-                                    table.insert(key.as_slice(), bytes.as_slice())?;
-                                    Ok(hidden.live().cloned())
-                                }
-                                Err(e) => Err(e),
-                            }
-                        }
-                        Some(Ok(_)) | None => Ok(None),
-                        Some(Err(e)) => Err(e),
-                    };
-                    pending.push(Pending::Hidden(reply, result));
-                }
-                Op::Delete { key, now, reply } => {
-                    let result =
-                        write(&mut table, &key, now, |standing| Entry::tombstone(standing, now), None)?;
-                    pending.push(Pending::Written(reply, result));
-                }
-                Op::Expire { keys, cutoff, reply } => {
-                    let mut removed = Vec::with_capacity(keys.len());
-                    for key in keys {
-                        let idle = match table.get(key.as_slice())? {
-                            Some(v) => decode_value(v.value()).is_ok_and(|s| s.touched_at < cutoff),
-                            None => false,
-                        };
-                        if idle {
-                            table.remove(key.as_slice())?;
-                            removed.push(key);
-                        }
+impl Writer {
+    /// Runs until every sender is gone or a `Close` arrives.
+    pub(crate) fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut close = None;
+        while close.is_none() {
+            let Some(first) = self.rx.blocking_recv() else { break };
+            let mut next = Some(first);
+            let mut checkpoint = false;
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Op(op) => batch.push(op),
+                    Command::Checkpoint => checkpoint = true,
+                    Command::Close(reply) => {
+                        close = Some(reply);
+                        break;
                     }
-                    pending.push(Pending::Expired(reply, Ok(removed)));
                 }
+                if batch.len() < self.max_batch {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+            self.maybe_checkpoint(checkpoint || close.is_some());
+        }
+        // Writes queued after a Close are dropped unanswered: their callers
+        // see the store as closed.
+        self.rx.close();
+        if let Some(reply) = close {
+            let _ = reply.send(());
+        }
+        tracing::debug!("embedded store writer stopped");
+    }
+
+    /// Applies a batch as one group, makes it durable, answers it.
+    fn commit(&mut self, batch: &mut Vec<Op>) {
+        let size = batch.len();
+        let mut group = Group { view: &self.view, overlay: BTreeMap::new() };
+        let pending: Vec<Pending> = batch.drain(..).map(|op| group.apply(op)).collect();
+        let mutations: Vec<Mutation> =
+            group.overlay.into_iter().map(|(key, value)| Mutation { key, value }).collect();
+        if mutations.is_empty() {
+            pending.into_iter().for_each(|p| p.send(None));
+            return;
+        }
+        match self.log.append(&mutations) {
+            Ok(_) => {
+                // Readers must see the group before anyone hears of it.
+                self.view.tables.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(mutations);
+                pending.into_iter().for_each(|p| p.send(None));
+            }
+            Err(reason) => {
+                tracing::error!(error = %reason, batch = size, "embedded store log append failed; nothing in the group was acknowledged");
+                let fail =
+                    move || StoreError::Unavailable { backend: super::BACKEND, reason: reason.clone() };
+                pending.into_iter().for_each(|p| p.send(Some(&fail)));
             }
         }
     }
-    txn.commit()?;
-    Ok(())
+
+    /// Starts a checkpoint when one is due (or `now`), and holds the writer
+    /// back while the memtable is far over its size and the last
+    /// checkpoint has not finished.
+    fn maybe_checkpoint(&mut self, now: bool) {
+        let (bytes, since, frozen) = {
+            let tables = self.view.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (bytes, since) = tables.active_size();
+            (bytes, since, tables.is_frozen())
+        };
+        if frozen {
+            if bytes > self.policy.bytes.saturating_mul(4) {
+                let started = Instant::now();
+                tracing::warn!(
+                    bytes,
+                    "the memtable is 4x its checkpoint size and a checkpoint is still running: holding writes"
+                );
+                while self.view.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_frozen() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                tracing::warn!(waited = ?started.elapsed(), "writes resumed");
+            }
+            return;
+        }
+        let due =
+            now || bytes >= self.policy.bytes || since.is_some_and(|s| s.elapsed() >= self.policy.interval);
+        if bytes == 0 || !due {
+            return;
+        }
+        match self.log.rotate() {
+            Ok(first) => {
+                let upto = first - 1;
+                let table =
+                    self.view.tables.write().unwrap_or_else(std::sync::PoisonError::into_inner).freeze(upto);
+                if self.checkpoints.send(super::checkpoint::Job { table, upto }).is_err() {
+                    tracing::error!(
+                        "the checkpoint thread is gone; the log keeps everything until a restart"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start a new log segment; the checkpoint waits"),
+        }
+    }
 }
 
-/// The conditional write: read what stands, merge, check the guard, write
-/// only if applied.
-fn write(
-    table: &mut Table<'_, &'static [u8], &'static [u8]>,
-    key: &[u8],
-    now: Timestamp,
-    incoming: impl FnOnce(Option<&Entry>) -> Entry,
-    guard: Option<StaleGuard>,
-) -> Result<Result<Written, StoreError>, redb::Error> {
-    let standing = match table.get(key)? {
-        None => None,
-        Some(v) => match decode_value(v.value()) {
-            Ok(stored) => Some(stored.entry),
-            Err(e) => return Ok(Err(e)),
-        },
-    };
-    let incoming = incoming(standing.as_ref());
-    let mut outcome = Entry::merge(standing.as_ref(), &incoming);
-    if let (Outcome::Applied, Some(guard), Some(s), Entry::Live(p)) = (outcome, guard, &standing, &incoming)
-        && guard.refuses(s, p)
-    {
-        outcome = Outcome::Conflict;
-    }
-    if outcome != Outcome::Applied {
-        let standing = standing.unwrap_or(incoming);
-        return Ok(Ok(Written { outcome, standing }));
-    }
-    match encode_value(&incoming, now) {
-        Ok(bytes) => {
-            table.insert(key, bytes.as_slice())?;
-            Ok(Ok(Written { outcome, standing: incoming }))
+/// One group being built: its changes, over what the view holds.
+struct Group<'a> {
+    view: &'a View,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Group<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.view.get(key),
         }
-        Err(e) => Ok(Err(e)),
+    }
+
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.overlay.insert(key, value);
+    }
+
+    fn row(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        self.get(key)?.map(|v| rows::decode(&v)).transpose()
+    }
+
+    fn apply(&mut self, op: Op) -> Pending {
+        match op {
+            Op::Upsert { key, progress, now, guard, reply } => {
+                Pending::Written(reply, self.upsert(&key, progress, now, guard))
+            }
+            Op::Delete { key, now, reply } => Pending::Written(reply, self.delete(&key, now)),
+            Op::Hide { key, reply } => Pending::Hidden(reply, self.hide(&key)),
+            Op::Expire { rows, cutoff, reply } => {
+                Pending::Removed(reply, self.remove(&rows, |s| s.touched_at < cutoff))
+            }
+            Op::Trim { rows, reply } => Pending::Removed(reply, self.remove(&rows, |_| true)),
+            Op::Probe { now, reply } => {
+                // As big as a large group, so a disk with a few bytes left
+                // does not pass for one that can take writes.
+                let mut value = vec![0; PROBE_BYTES];
+                value[..8].copy_from_slice(&now.as_millis().to_le_bytes());
+                self.set(keys::PROBE.to_vec(), Some(value));
+                Pending::Probed(reply, Ok(()))
+            }
+        }
+    }
+
+    /// The conditional write: read what stands, merge, check the guard,
+    /// write only if applied.
+    fn upsert(
+        &mut self,
+        key: &ProgressKey,
+        progress: Progress,
+        now: Timestamp,
+        guard: Option<StaleGuard>,
+    ) -> Result<Written, StoreError> {
+        let row_key = keys::row(key);
+        let standing = self.row(&row_key)?.map(|s| s.entry);
+        let incoming = Entry::Live(progress);
+        let mut outcome = Entry::merge(standing.as_ref(), &incoming);
+        if let (Outcome::Applied, Some(guard), Some(s), Entry::Live(p)) =
+            (outcome, guard, &standing, &incoming)
+            && guard.refuses(s, p)
+        {
+            outcome = Outcome::Conflict;
+        }
+        if outcome != Outcome::Applied {
+            return Ok(Written { outcome, standing: standing.unwrap_or(incoming) });
+        }
+        self.put_row(key, row_key, standing.as_ref(), Some((&incoming, now)))?;
+        Ok(Written { outcome, standing: incoming })
+    }
+
+    fn delete(&mut self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
+        let row_key = keys::row(key);
+        let standing = self.row(&row_key)?.map(|s| s.entry);
+        let tombstone = Entry::tombstone(standing.as_ref(), now);
+        let outcome = Entry::merge(standing.as_ref(), &tombstone);
+        if outcome != Outcome::Applied {
+            return Ok(Written { outcome, standing: standing.unwrap_or(tombstone) });
+        }
+        self.put_row(key, row_key, standing.as_ref(), Some((&tombstone, now)))?;
+        Ok(Written { outcome, standing: tombstone })
+    }
+
+    fn hide(&mut self, key: &ProgressKey) -> Result<Option<Progress>, StoreError> {
+        let row_key = keys::row(key);
+        let Some(Stored { entry: Entry::Live(p), touched_at }) = self.row(&row_key)? else { return Ok(None) };
+        let hidden = Entry::Live(Progress { hidden: true, ..p.clone() });
+        self.put_row(key, row_key, Some(&Entry::Live(p)), Some((&hidden, touched_at)))?;
+        Ok(hidden.live().cloned())
+    }
+
+    /// Removes the rows that still exist and that `remove` picks.
+    fn remove(
+        &mut self,
+        rows: &[Vec<u8>],
+        remove: impl Fn(&Stored) -> bool,
+    ) -> Result<Vec<ProgressKey>, StoreError> {
+        let mut removed = Vec::with_capacity(rows.len());
+        for row_key in rows {
+            // A corrupt row is left alone for a person to inspect.
+            let Ok(Some(stored)) = self.row(row_key) else { continue };
+            if !remove(&stored) {
+                continue;
+            }
+            let key = keys::decode_row(row_key)?;
+            self.put_row(&key, row_key.clone(), Some(&stored.entry), None)?;
+            removed.push(key);
+        }
+        Ok(removed)
+    }
+
+    /// Replaces the row `old` with `new` (or removes it), keeping the
+    /// continue-watching order and the profile's count in step.
+    fn put_row(
+        &mut self,
+        key: &ProgressKey,
+        row_key: Vec<u8>,
+        old: Option<&Entry>,
+        new: Option<(&Entry, Timestamp)>,
+    ) -> Result<(), StoreError> {
+        let profile = key.profile();
+        if let Some(p) = old.and_then(Entry::live).filter(|p| p.in_progress()) {
+            self.set(keys::cw(&profile, &key.video_id, p.updated_at), None);
+        }
+        match new {
+            Some((entry, touched_at)) => {
+                let bytes = rows::encode(entry, touched_at);
+                if let Some(p) = entry.live().filter(|p| p.in_progress()) {
+                    self.set(keys::cw(&profile, &key.video_id, p.updated_at), Some(bytes.clone()));
+                }
+                self.set(row_key, Some(bytes));
+                if old.is_none() {
+                    self.count(&profile, 1)?;
+                }
+            }
+            None => {
+                self.set(row_key, None);
+                if old.is_some() {
+                    self.count(&profile, -1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `delta` to the profile's row count, and moves it in the
+    /// by-count order.
+    fn count(&mut self, profile: &ProfileKey, delta: i64) -> Result<(), StoreError> {
+        let key = keys::count(profile);
+        let old = self.get(&key)?.map(|v| keys::decode_count(&v)).transpose()?.unwrap_or(0);
+        let new = old.saturating_add_signed(delta);
+        if old > 0 {
+            self.set(keys::by_count(old, profile), None);
+        }
+        if new > 0 {
+            self.set(keys::by_count(new, profile), Some(Vec::new()));
+            self.set(key, Some(keys::encode_count(new)));
+        } else {
+            self.set(key, None);
+        }
+        Ok(())
+    }
+}
+
+/// The video id and progress of a continue-watching entry.
+pub(crate) fn cw_entry(
+    key: &[u8],
+    value: &[u8],
+    prefix_len: usize,
+) -> Result<(VideoId, Progress), StoreError> {
+    let video = keys::decode_cw_video(key, prefix_len)?;
+    match rows::decode(value)?.entry {
+        Entry::Live(p) => Ok((video, p)),
+        Entry::Deleted { .. } => Err(StoreError::Corrupt {
+            backend: super::BACKEND,
+            detail: "a continue-watching entry holds a tombstone".into(),
+        }),
     }
 }

@@ -26,7 +26,7 @@ use deadpool_postgres::{Object, Pool};
 use playmark_core::{Entry, Outcome, Progress, ProgressKey, StaleGuard, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{BACKEND, entry_of, millis, pg_error, pool_error, schema};
+use super::{BACKEND, entry_at, millis, pg_error, pool_error, schema};
 use crate::{StoreError, Written};
 
 /// One queued checkpoint.
@@ -202,6 +202,7 @@ async fn apply(
                 &rows.positions,
                 &rows.durations,
                 &touched_at,
+                &rows.finished,
                 &guarded.accounts,
                 &guarded.profiles,
                 &guarded.videos,
@@ -230,7 +231,7 @@ async fn apply(
     let stmt = client.prepare_cached(schema::GET_MANY).await.map_err(pg_error)?;
     for row in client.query(&stmt, &[&accounts, &profiles, &videos]).await.map_err(pg_error)? {
         if let Some(k) = key_of(&row) {
-            let entry = entry_of(row.get(3), row.get(4), row.get(5), row.get(6), row.get(7), row.get(8))?;
+            let entry = entry_at(&row, 3)?;
             let outcome = match Entry::merge(Some(&entry), &Entry::Live(round[k].0.clone())) {
                 // Newer, yet not applied: the guard refused it.
                 Outcome::Applied => Outcome::Conflict,
@@ -251,6 +252,7 @@ struct Rows<'a> {
     devices: Vec<&'a str>,
     positions: Vec<i64>,
     durations: Vec<Option<i64>>,
+    finished: Vec<bool>,
 }
 
 impl<'a> Rows<'a> {
@@ -263,6 +265,7 @@ impl<'a> Rows<'a> {
             devices: Vec::with_capacity(n),
             positions: Vec::with_capacity(n),
             durations: Vec::with_capacity(n),
+            finished: Vec::with_capacity(n),
         }
     }
 
@@ -275,6 +278,7 @@ impl<'a> Rows<'a> {
         // Positions and durations are at most 30 days in ms: far inside i64.
         self.positions.push(progress.position.as_millis() as i64);
         self.durations.push(progress.duration.map(|d| d.as_millis() as i64));
+        self.finished.push(progress.finished);
         Ok(())
     }
 }

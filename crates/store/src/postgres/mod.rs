@@ -56,6 +56,9 @@ pub struct PostgresOptions {
     /// round that takes longer than this (plus a second) is abandoned and
     /// its connection discarded.
     pub statement_timeout: Duration,
+    /// When the schema gains the `finished` column: rows watched past this
+    /// percent count as finished.
+    pub legacy_finished_percent: f64,
 }
 
 impl Default for PostgresOptions {
@@ -67,6 +70,7 @@ impl Default for PostgresOptions {
             max_batch: 512,
             connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(2),
+            legacy_finished_percent: 90.0,
         }
     }
 }
@@ -144,9 +148,8 @@ impl PostgresStore {
             })?;
 
         let mut client = pool.get().await.map_err(pool_error)?;
-        schema::migrate(&mut client).await.map_err(|e| StoreError::Unavailable {
-            backend: BACKEND,
-            reason: format!("cannot create the schema: {e}"),
+        schema::migrate(&mut client, options.legacy_finished_percent).await.map_err(|e| {
+            StoreError::Unavailable { backend: BACKEND, reason: format!("cannot create the schema: {e}") }
         })?;
         drop(client);
 
@@ -195,7 +198,7 @@ impl ProgressStore for PostgresStore {
             .query_opt(&stmt, &[&key.account_id.as_str(), &key.profile_id.as_str(), &key.video_id.as_str()])
             .await
             .map_err(pg_error)?;
-        match row.map(|r| entry_of(false, r.get(0), r.get(1), r.get(2), r.get(3), true)).transpose()? {
+        match row.map(|r| entry_at(&r, 0)).transpose()? {
             Some(Entry::Live(p)) => Ok(Some(p)),
             _ => Ok(None),
         }
@@ -208,26 +211,66 @@ impl ProgressStore for PostgresStore {
             .query_opt(&stmt, &[&key.account_id.as_str(), &key.profile_id.as_str(), &key.video_id.as_str()])
             .await
             .map_err(pg_error)?;
-        row.map(|r| entry_of(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).transpose()
+        row.map(|r| entry_at(&r, 0)).transpose()
     }
 
-    async fn list_profile(&self, profile: &ProfileKey) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+    async fn continue_watching(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(schema::LIST_PROFILE).await.map_err(pg_error)?;
+        let stmt = client.prepare_cached(schema::CONTINUE_WATCHING).await.map_err(pg_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
-            .query(&stmt, &[&profile.account_id.as_str(), &profile.profile_id.as_str()])
+            .query(&stmt, &[&profile.account_id.as_str(), &profile.profile_id.as_str(), &limit])
             .await
             .map_err(pg_error)?;
         rows.iter()
             .map(|r| {
                 let video =
                     VideoId::parse(r.get::<_, String>(0)).map_err(|e| corrupt(format!("video id {e}")))?;
-                match entry_of(false, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))? {
+                match entry_at(r, 1)? {
                     Entry::Live(p) => Ok((video, p)),
-                    Entry::Deleted { .. } => Err(corrupt("a live row decoded as a tombstone")),
+                    Entry::Deleted { .. } => Err(corrupt("a tombstone in the continue-watching index")),
                 }
             })
             .collect()
+    }
+
+    async fn trim(&self, max_titles: usize, limit: usize) -> Result<Vec<ProgressKey>, StoreError> {
+        let cap = i64::try_from(max_titles).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let over = client.prepare_cached(schema::OVER_CAP).await.map_err(pg_error)?;
+        let trim = client.prepare_cached(schema::TRIM_PROFILE).await.map_err(pg_error)?;
+        let profiles = client
+            .query(&over, &[&cap, &i64::try_from(limit).unwrap_or(i64::MAX)])
+            .await
+            .map_err(pg_error)?;
+        let mut trimmed = Vec::new();
+        for row in profiles {
+            let excess = (row.get::<_, i64>(2) - cap).min(i64::try_from(limit - trimmed.len()).unwrap_or(0));
+            if excess <= 0 {
+                break;
+            }
+            let (account, profile): (String, String) = (row.get(0), row.get(1));
+            let invalid = |e: playmark_core::IdError| corrupt(format!("stored id {e}"));
+            let account_id = playmark_core::AccountId::parse(account).map_err(invalid)?;
+            let profile_id = playmark_core::ProfileId::parse(profile).map_err(invalid)?;
+            let gone = client
+                .query(&trim, &[&account_id.as_str(), &profile_id.as_str(), &excess])
+                .await
+                .map_err(pg_error)?;
+            for video in gone {
+                let video_id = VideoId::parse(video.get::<_, String>(0)).map_err(invalid)?;
+                trimmed.push(ProgressKey {
+                    account_id: account_id.clone(),
+                    profile_id: profile_id.clone(),
+                    video_id,
+                });
+            }
+        }
+        Ok(trimmed)
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
@@ -294,22 +337,23 @@ impl ProgressStore for PostgresStore {
     }
 }
 
-/// Decodes a row's columns into an entry.
-fn entry_of(
-    deleted: bool,
-    updated_at: i64,
-    device_id: String,
-    position_ms: i64,
-    duration_ms: Option<i64>,
-    hidden: bool,
-) -> Result<Entry, StoreError> {
-    let at = timestamp(updated_at)?;
+/// Decodes an entry from the row's columns `deleted, updated_at,
+/// device_id, position_ms, duration_ms, hidden, finished`, starting at `at`.
+fn entry_at(row: &tokio_postgres::Row, at: usize) -> Result<Entry, StoreError> {
+    let deleted: bool = row.try_get(at).map_err(|e| corrupt(e.to_string()))?;
+    let updated_at: i64 = row.try_get(at + 1).map_err(|e| corrupt(e.to_string()))?;
+    let device_id: String = row.try_get(at + 2).map_err(|e| corrupt(e.to_string()))?;
+    let position_ms: i64 = row.try_get(at + 3).map_err(|e| corrupt(e.to_string()))?;
+    let duration_ms: Option<i64> = row.try_get(at + 4).map_err(|e| corrupt(e.to_string()))?;
+    let hidden: bool = row.try_get(at + 5).map_err(|e| corrupt(e.to_string()))?;
+    let finished: bool = row.try_get(at + 6).map_err(|e| corrupt(e.to_string()))?;
+    let updated_at = timestamp(updated_at)?;
     if deleted {
-        return Ok(Entry::Deleted { at });
+        return Ok(Entry::Deleted { at: updated_at });
     }
     let unsigned = |v: i64| u64::try_from(v).map_err(|_| corrupt(format!("negative value {v}")));
     Ok(Entry::Live(Progress {
-        updated_at: at,
+        updated_at,
         device_id: DeviceId::parse(device_id).map_err(|e| corrupt(format!("device id {e}")))?,
         position: Position::from_millis(unsigned(position_ms)?)
             .map_err(|e| corrupt(format!("position {e}")))?,
@@ -317,6 +361,7 @@ fn entry_of(
             .map(|d| TitleDuration::from_millis(unsigned(d)?).map_err(|e| corrupt(format!("duration {e}"))))
             .transpose()?,
         hidden,
+        finished,
     }))
 }
 

@@ -1,18 +1,46 @@
 //! The schema and its migration.
 //!
-//! One table, keyed as in docs/design.md#data-model: the partition
-//! `(account_id, profile_id)` leads the primary key, so a profile's rows are
-//! one index range and continue-watching is one range read. The SQL is plain
-//! PostgreSQL (no extensions) so Postgres-wire distributed SQL can run it.
+//! - `playmark_progress`, keyed as in docs/design.md#data-model: the
+//!   partition `(account_id, profile_id)` leads the primary key, so a
+//!   profile's rows are one index range.
+//! - `playmark_progress_continue`, a partial index of the titles in
+//!   progress (live, not hidden, not finished) by `updated_at DESC, video_id`:
+//!   continue-watching reads only as far as its limit, whatever the
+//!   profile's size.
+//! - `playmark_profiles`: each profile's row count, kept by the same
+//!   statements that insert and delete rows (a data-modifying `WITH`; `xmax
+//!   = 0` tells an inserted row from an updated one), with an index on the
+//!   count, so the profiles over a cap are found without a scan.
+//!
+//! The SQL is plain PostgreSQL, no extensions and no triggers.
 
 /// Serializes concurrent migrations of several nodes starting at once.
 const MIGRATION_LOCK: i64 = 0x706c_6179_6d61_726b; // "playmark"
 
 /// Creates or upgrades the schema. Idempotent, and safe with many nodes
-/// starting together: they queue on one advisory transaction lock.
-pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+/// starting together: they queue on one advisory transaction lock. Rows
+/// written before `finished` was stored are classified as finished past
+/// `legacy_finished_percent`.
+pub(crate) async fn migrate(
+    client: &mut tokio_postgres::Client,
+    legacy_finished_percent: f64,
+) -> Result<(), tokio_postgres::Error> {
     let txn = client.transaction().await?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let has = |table: &'static str, column: &'static str| {
+        let txn = &txn;
+        async move {
+            txn.query_opt(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema::text = current_schema() \
+                 AND table_name::text = $1 AND column_name::text = $2",
+                &[&table, &column],
+            )
+            .await
+            .map(|row| row.is_some())
+        }
+    };
+    let had_finished = has("playmark_progress", "finished").await?;
+    let had_profiles = has("playmark_profiles", "titles").await?;
     txn.batch_execute(
         r#"
         CREATE TABLE IF NOT EXISTS playmark_progress (
@@ -29,11 +57,38 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), t
         );
         CREATE INDEX IF NOT EXISTS playmark_progress_touched_at ON playmark_progress (touched_at);
         ALTER TABLE playmark_progress ADD COLUMN IF NOT EXISTS hidden boolean NOT NULL DEFAULT false;
+        ALTER TABLE playmark_progress ADD COLUMN IF NOT EXISTS finished boolean NOT NULL DEFAULT false;
+        CREATE INDEX IF NOT EXISTS playmark_progress_continue
+            ON playmark_progress (account_id, profile_id, updated_at DESC, video_id COLLATE "C")
+            WHERE NOT deleted AND NOT hidden AND NOT finished;
+        CREATE TABLE IF NOT EXISTS playmark_profiles (
+            account_id text   NOT NULL,
+            profile_id text   NOT NULL,
+            titles     bigint NOT NULL,
+            PRIMARY KEY (account_id, profile_id)
+        );
+        CREATE INDEX IF NOT EXISTS playmark_profiles_titles ON playmark_profiles (titles);
         CREATE TABLE IF NOT EXISTS playmark_heartbeat (id integer PRIMARY KEY, at timestamptz NOT NULL);
         INSERT INTO playmark_heartbeat VALUES (1, now()) ON CONFLICT (id) DO NOTHING;
         "#,
     )
     .await?;
+    if !had_finished {
+        txn.execute(
+            "UPDATE playmark_progress SET finished = true WHERE NOT deleted AND duration_ms IS NOT NULL \
+             AND position_ms::float8 * 100 / duration_ms > $1::float8",
+            &[&legacy_finished_percent],
+        )
+        .await?;
+    }
+    if !had_profiles {
+        txn.execute(
+            "INSERT INTO playmark_profiles (account_id, profile_id, titles) \
+             SELECT account_id, profile_id, count(*) FROM playmark_progress GROUP BY account_id, profile_id",
+            &[],
+        )
+        .await?;
+    }
     txn.commit().await
 }
 
@@ -61,75 +116,130 @@ macro_rules! order_of {
     };
 }
 
+/// Adds the new rows of a data-modifying `written` CTE (those with
+/// `inserted`) to their profiles' counts.
+macro_rules! count_inserted {
+    () => {
+        concat!(
+            ", counted AS (INSERT INTO playmark_profiles AS c (account_id, profile_id, titles) ",
+            "SELECT account_id, profile_id, count(*) FROM written WHERE inserted ",
+            "GROUP BY account_id, profile_id ORDER BY account_id, profile_id ",
+            "ON CONFLICT (account_id, profile_id) DO UPDATE SET titles = c.titles + excluded.titles) "
+        )
+    };
+}
+
+/// Takes the rows of a data-modifying `gone` CTE off their profiles' counts.
+macro_rules! count_removed {
+    () => {
+        concat!(
+            ", counted AS (UPDATE playmark_profiles AS c SET titles = c.titles - g.n ",
+            "FROM (SELECT account_id, profile_id, count(*) AS n FROM gone GROUP BY account_id, profile_id) AS g ",
+            "WHERE c.account_id = g.account_id AND c.profile_id = g.profile_id) "
+        )
+    };
+}
+
 /// Writes a batch of checkpoints (one row per key) where each is newer than
-/// what stands and not refused by its stale-device guard, in one statement.
-/// Returns the keys that were applied. `$9..$13` list the guarded rows
-/// (account, profile, video, resumed_from, max regression); the guard is
-/// evaluated inside `ON CONFLICT ... WHERE`, against the locked current row,
-/// so it is as atomic as the merge rule (`playmark_core::StaleGuard`).
+/// what stands and not refused by its stale-device guard, in one statement,
+/// and counts the new rows. Returns the keys that were applied. `$9` is
+/// each row's `finished`; `$10..$14` list the guarded rows (account,
+/// profile, video, resumed_from, max regression). The guard is evaluated
+/// inside `ON CONFLICT ... WHERE`, against the locked current row, so it is
+/// as atomic as the merge rule (`playmark_core::StaleGuard`).
 pub(crate) const UPSERT_BATCH: &str = concat!(
-    "INSERT INTO playmark_progress AS t ",
-    "(account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at, hidden) ",
-    "SELECT a, p, v, false, u, d, pos, dur, tt, false FROM unnest(",
-    "$1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[]",
-    ") AS i(a, p, v, u, d, pos, dur, tt) ",
+    "WITH written AS (INSERT INTO playmark_progress AS t ",
+    "(account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at, hidden, finished) ",
+    "SELECT a, p, v, false, u, d, pos, dur, tt, false, f FROM unnest(",
+    "$1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::boolean[]",
+    ") AS i(a, p, v, u, d, pos, dur, tt, f) ",
     "ON CONFLICT (account_id, profile_id, video_id) DO UPDATE SET ",
     "deleted = false, updated_at = excluded.updated_at, device_id = excluded.device_id, ",
     "position_ms = excluded.position_ms, duration_ms = excluded.duration_ms, touched_at = excluded.touched_at, ",
-    "hidden = false ",
+    "hidden = false, finished = excluded.finished ",
     "WHERE ",
     order_of!("excluded"),
     " > ",
     order_of!("t"),
-    " AND NOT EXISTS (SELECT 1 FROM unnest($9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[]) ",
+    " AND NOT EXISTS (SELECT 1 FROM unnest($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[]) ",
     "AS g(a, p, v, rf, ms) WHERE g.a = excluded.account_id AND g.p = excluded.profile_id AND g.v = excluded.video_id ",
     "AND NOT t.deleted AND t.updated_at > g.rf AND t.device_id <> excluded.device_id ",
     "AND t.position_ms - excluded.position_ms > g.ms)",
-    " RETURNING account_id, profile_id, video_id"
+    " RETURNING account_id, profile_id, video_id, xmax = 0 AS inserted)",
+    count_inserted!(),
+    "SELECT account_id, profile_id, video_id FROM written"
 );
 
 /// The standing rows of a set of keys.
 pub(crate) const GET_MANY: &str = concat!(
-    "SELECT t.account_id, t.profile_id, t.video_id, t.deleted, t.updated_at, t.device_id, t.position_ms, t.duration_ms, t.hidden ",
+    "SELECT t.account_id, t.profile_id, t.video_id, t.deleted, t.updated_at, t.device_id, t.position_ms, t.duration_ms, t.hidden, t.finished ",
     "FROM playmark_progress t JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(a, p, v) ",
     "ON t.account_id = k.a AND t.profile_id = k.p AND t.video_id = k.v"
 );
 
 /// One row.
-pub(crate) const GET: &str = "SELECT deleted, updated_at, device_id, position_ms, duration_ms, hidden \
+pub(crate) const GET: &str = "SELECT deleted, updated_at, device_id, position_ms, duration_ms, hidden, finished \
      FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 AND video_id = $3";
 
-/// A profile's live rows: one range of the primary key.
-pub(crate) const LIST_PROFILE: &str = "SELECT video_id, updated_at, device_id, position_ms, duration_ms, hidden \
-     FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 AND NOT deleted";
+/// A profile's titles in progress, newest first, ties by video id
+/// (byte-wise, as in Rust): the first `$3` of the partial index.
+pub(crate) const CONTINUE_WATCHING: &str = "SELECT video_id, deleted, updated_at, device_id, position_ms, duration_ms, hidden, finished \
+     FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 AND NOT deleted AND NOT hidden AND NOT finished \
+     ORDER BY updated_at DESC, video_id COLLATE \"C\" LIMIT $3";
 
 /// Replaces what stands with a tombstone placed after it (see
 /// `Entry::tombstone`); a no-op when a tombstone at or after `$4` stands.
-pub(crate) const DELETE: &str = "INSERT INTO playmark_progress AS t \
-     (account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at) \
-     VALUES ($1, $2, $3, true, $4, '', 0, NULL, $4) \
-     ON CONFLICT (account_id, profile_id, video_id) DO UPDATE SET \
-     deleted = true, \
-     updated_at = CASE WHEN t.deleted THEN GREATEST(t.updated_at, excluded.updated_at) \
-                       ELSE GREATEST(excluded.updated_at, t.updated_at + 1) END, \
-     device_id = '', position_ms = 0, duration_ms = NULL, touched_at = excluded.touched_at, hidden = false \
-     WHERE NOT (t.deleted AND t.updated_at >= excluded.updated_at) \
-     RETURNING updated_at";
+/// A tombstone for a title never seen is a new row, and counted.
+pub(crate) const DELETE: &str = concat!(
+    "WITH written AS (INSERT INTO playmark_progress AS t ",
+    "(account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at) ",
+    "VALUES ($1, $2, $3, true, $4, '', 0, NULL, $4) ",
+    "ON CONFLICT (account_id, profile_id, video_id) DO UPDATE SET ",
+    "deleted = true, ",
+    "updated_at = CASE WHEN t.deleted THEN GREATEST(t.updated_at, excluded.updated_at) ",
+    "ELSE GREATEST(excluded.updated_at, t.updated_at + 1) END, ",
+    "device_id = '', position_ms = 0, duration_ms = NULL, touched_at = excluded.touched_at, hidden = false, finished = false ",
+    "WHERE NOT (t.deleted AND t.updated_at >= excluded.updated_at) ",
+    "RETURNING account_id, profile_id, updated_at, xmax = 0 AS inserted)",
+    count_inserted!(),
+    "SELECT updated_at FROM written"
+);
 
 /// Deletes up to `$2` rows untouched since `$1` and returns their keys;
 /// index-friendly and portable (no `ctid`, no `DELETE ... LIMIT`). The outer
 /// `touched_at` test matters: under READ COMMITTED a row written while this
 /// runs is re-checked against the outer condition only, and a fresh
 /// checkpoint must survive.
-pub(crate) const EXPIRE_BATCH: &str = "DELETE FROM playmark_progress WHERE (account_id, profile_id, video_id) IN \
-     (SELECT account_id, profile_id, video_id FROM playmark_progress WHERE touched_at < $1 LIMIT $2) \
-     AND touched_at < $1 RETURNING account_id, profile_id, video_id";
+pub(crate) const EXPIRE_BATCH: &str = concat!(
+    "WITH gone AS (DELETE FROM playmark_progress WHERE (account_id, profile_id, video_id) IN ",
+    "(SELECT account_id, profile_id, video_id FROM playmark_progress WHERE touched_at < $1 LIMIT $2) ",
+    "AND touched_at < $1 RETURNING account_id, profile_id, video_id)",
+    count_removed!(),
+    "SELECT account_id, profile_id, video_id FROM gone"
+);
+
+/// Profiles with more than `$1` rows, the most first, at most `$2`: a range
+/// of the count index.
+pub(crate) const OVER_CAP: &str = "SELECT account_id, profile_id, titles FROM playmark_profiles \
+     WHERE titles > $1 ORDER BY titles DESC LIMIT $2";
+
+/// Deletes the `$3` least recently written rows of one profile (ties by
+/// video id), and takes them off its count. Returns their video ids.
+pub(crate) const TRIM_PROFILE: &str = concat!(
+    "WITH victims AS (SELECT video_id FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 ",
+    "ORDER BY updated_at, video_id COLLATE \"C\" LIMIT $3), ",
+    "gone AS (DELETE FROM playmark_progress p USING victims v ",
+    "WHERE p.account_id = $1 AND p.profile_id = $2 AND p.video_id = v.video_id ",
+    "RETURNING p.account_id, p.profile_id, p.video_id)",
+    count_removed!(),
+    "SELECT video_id FROM gone"
+);
 
 /// Hides a live row from continue-watching; its progress is untouched.
 /// Returns the row's checkpoint.
 pub(crate) const HIDE: &str = "UPDATE playmark_progress SET hidden = true \
      WHERE account_id = $1 AND profile_id = $2 AND video_id = $3 AND NOT deleted \
-     RETURNING updated_at, device_id, position_ms, duration_ms";
+     RETURNING deleted, updated_at, device_id, position_ms, duration_ms, hidden, finished";
 
 /// The readiness probe: a write, so a server that answers but cannot write
 /// (a replica, a full disk) is reported.

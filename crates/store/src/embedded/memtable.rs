@@ -1,0 +1,201 @@
+//! What was written since the last checkpoint, in memory, over the B-tree.
+//!
+//! Every group the writer makes durable in the log is applied here before
+//! anyone hears of it, so reads see acknowledged writes at once. A reader
+//! looks in the *active* table, then in the *frozen* one (being written into
+//! the B-tree by the checkpoint), then in the B-tree. A removed key is held
+//! as `None`, so it hides the B-tree's older value.
+//!
+//! Reads take the tables' read lock only while they look at the tables, and
+//! open the B-tree snapshot *after*: a checkpoint moves the frozen table
+//! into the B-tree before it drops it, so whatever a reader did not find in
+//! the tables is in any snapshot it opens afterwards.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use redb::ReadOnlyTable;
+
+use super::wal::Mutation;
+use crate::StoreError;
+
+/// One table of changes: a value, or `None` for a removed key.
+pub(crate) type Table = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// Keys and values, as a range read returns them.
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// The B-tree as a reader sees it.
+pub(crate) type Tree = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// The changes since the last checkpoint.
+pub(crate) struct Memtables {
+    /// What the writer adds to.
+    active: Table,
+    /// Bytes of keys and values in `active`.
+    active_bytes: usize,
+    /// When `active` got its first change.
+    active_since: Option<Instant>,
+    /// What a checkpoint is writing into the B-tree, up to this LSN.
+    frozen: Option<(Arc<Table>, u64)>,
+}
+
+impl Memtables {
+    pub(crate) fn new() -> Self {
+        Self { active: Table::new(), active_bytes: 0, active_since: None, frozen: None }
+    }
+
+    /// The key's value here: `Some(Some(v))` set, `Some(None)` removed,
+    /// `None` not changed since the last checkpoint.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        if let Some(v) = self.active.get(key) {
+            return Some(v.as_deref());
+        }
+        let (frozen, _) = self.frozen.as_ref()?;
+        frozen.get(key).map(|v| v.as_deref())
+    }
+
+    /// Applies a durable group.
+    pub(crate) fn apply(&mut self, mutations: Vec<Mutation>) {
+        if self.active_since.is_none() && !mutations.is_empty() {
+            self.active_since = Some(Instant::now());
+        }
+        for m in mutations {
+            self.active_bytes += m.key.len() + m.value.as_ref().map_or(0, Vec::len);
+            self.active.insert(m.key, m.value);
+        }
+    }
+
+    /// Bytes held by the active table, and how long it has been filling.
+    pub(crate) fn active_size(&self) -> (usize, Option<Instant>) {
+        (self.active_bytes, self.active_since)
+    }
+
+    /// True while a checkpoint is writing the frozen table.
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Freezes the active table (everything up to `upto`) for a checkpoint.
+    pub(crate) fn freeze(&mut self, upto: u64) -> Arc<Table> {
+        let table = Arc::new(std::mem::take(&mut self.active));
+        self.active_bytes = 0;
+        self.active_since = None;
+        self.frozen = Some((Arc::clone(&table), upto));
+        table
+    }
+
+    /// Drops the frozen table once the B-tree holds it.
+    pub(crate) fn thaw(&mut self) {
+        self.frozen = None;
+    }
+
+    /// The changes in `[start, end)`, newest winning: a copy, so the lock is
+    /// not held while the B-tree is read.
+    fn range(&self, start: &[u8], end: &[u8]) -> Table {
+        let bounds = (Bound::Included(start), Bound::Excluded(end));
+        let mut out = Table::new();
+        if let Some((frozen, _)) = &self.frozen {
+            out.extend(frozen.range::<[u8], _>(bounds).map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out.extend(self.active.range::<[u8], _>(bounds).map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+}
+
+/// The tables behind their lock, and the newest B-tree snapshot.
+pub(crate) struct View {
+    pub(crate) tables: RwLock<Memtables>,
+    tree: RwLock<Option<Arc<Tree>>>,
+    db: Arc<redb::Database>,
+}
+
+fn tree_error(e: impl Into<redb::Error>) -> StoreError {
+    super::redb_error(e.into())
+}
+
+impl View {
+    pub(crate) fn new(db: Arc<redb::Database>, tables: Memtables) -> Self {
+        let view = Self { tables: RwLock::new(tables), tree: RwLock::new(None), db };
+        view.refresh();
+        view
+    }
+
+    /// Publishes a snapshot of what the B-tree holds now (after a
+    /// checkpoint). If one cannot be opened, readers open their own.
+    pub(crate) fn refresh(&self) {
+        let fresh = match open_tree(&self.db) {
+            Ok(tree) => Some(Arc::new(tree)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a read snapshot; readers will open their own");
+                None
+            }
+        };
+        *self.tree.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+    }
+
+    /// The newest B-tree snapshot.
+    pub(crate) fn tree(&self) -> Result<Arc<Tree>, StoreError> {
+        let shared = self.tree.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match shared {
+            Some(tree) => Ok(tree),
+            None => open_tree(&self.db).map(Arc::new),
+        }
+    }
+
+    /// The key's value as of now.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        {
+            let tables = self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(found) = tables.get(key) {
+                return Ok(found.map(<[u8]>::to_vec));
+            }
+        }
+        let tree = self.tree()?;
+        Ok(tree.get(key).map_err(tree_error)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Up to `limit` keys of `[start, end)` with their values, in key order.
+    pub(crate) fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Pairs, StoreError> {
+        let changed = self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner).range(start, end);
+        let tree = self.tree()?;
+        let mut stored = tree.range(start..end).map_err(tree_error)?;
+        let mut changed = changed.into_iter().peekable();
+        let mut next_stored = stored.next().transpose().map_err(tree_error)?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let take_changed = match (changed.peek(), &next_stored) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((ck, _)), Some((sk, _))) => ck.as_slice() <= sk.value(),
+            };
+            if take_changed {
+                let Some((k, v)) = changed.next() else { break };
+                // The change replaces the stored value of the same key.
+                if next_stored.as_ref().is_some_and(|(sk, _)| sk.value() == k.as_slice()) {
+                    next_stored = stored.next().transpose().map_err(tree_error)?;
+                }
+                if let Some(v) = v {
+                    out.push((k, v));
+                }
+            } else if let Some((k, v)) = next_stored.take() {
+                out.push((k.value().to_vec(), v.value().to_vec()));
+                next_stored = stored.next().transpose().map_err(tree_error)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A fresh snapshot of the key space.
+pub(crate) fn open_tree(db: &redb::Database) -> Result<Tree, StoreError> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read().map_err(tree_error)?;
+    txn.open_table(super::KV).map_err(tree_error)
+}

@@ -156,12 +156,7 @@ impl View {
     }
 
     /// Up to `limit` keys of `[start, end)` with their values, in key order.
-    pub(crate) fn range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Pairs, StoreError> {
+    pub(crate) fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
         let changed = self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner).range(start, end);
         let tree = self.tree()?;
         let mut stored = tree.range(start..end).map_err(tree_error)?;

@@ -225,7 +225,7 @@ export interface PlaymarkClientOptions {
   baseUrl?: string;
   /** Per attempt. Default 2000. */
   timeoutMs?: number;
-  /** Extra attempts after network errors, timeouts and 503s. Default 2. */
+  /** Extra attempts after network errors, timeouts, 503s and 429s. Default 2. */
   retries?: number;
   fetch?: typeof globalThis.fetch;
   /** Full-jitter backoff: a random wait below min(backoffMaxMs, backoffBaseMs * 2^attempt). Defaults 100 and 2000. */

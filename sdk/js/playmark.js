@@ -363,7 +363,9 @@ export class PlaymarkClient {
       } catch (e) {
         error = e instanceof PlaymarkError ? e : new PlaymarkError({ code: 'network_error', message: String(e?.message ?? e), cause: e });
       }
-      const retryable = error.status === 0 || error.status === 503;
+      // 503 (storage slow, or the node shedding) and 429 (over the account's
+      // rate) both say when to come back; every write is a conditional merge.
+      const retryable = error.status === 0 || error.status === 503 || error.status === 429;
       if (!retryable || attempt >= this.retries) throw error;
       const wait =
         error.retryAfterMs !== null ? Math.min(error.retryAfterMs, this.retryAfterMaxMs) : this._backoff(attempt);

@@ -43,8 +43,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every connection is a file: the server and the load generator both
+    // take the most files the system lets them (logged by `serve`, and in
+    // loadgen's report).
+    let files = playmark_server::serve::raise_open_file_limit();
     let result = match cli.command {
-        Command::Serve(config) => serve(*config),
+        Command::Serve(config) => serve(*config, files),
         Command::Loadgen(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -67,8 +71,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, files: std::io::Result<(u64, u64)>) -> anyhow::Result<()> {
     telemetry::init(config.log_format, &config.log_level)?;
+    match files {
+        Ok((soft, hard)) if soft == hard => {
+            tracing::info!(open_files = soft, "open-file limit raised to the hard limit")
+        }
+        Ok((soft, hard)) => tracing::warn!(open_files = soft, hard, "open-file limit below the hard limit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit; connections may run out of files")
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let app = Application::build(config).await?;

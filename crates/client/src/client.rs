@@ -73,7 +73,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Retries after a network error or a 503 (default 2).
+    /// Retries after a network error, a 503 or a 429 (default 2).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
@@ -239,8 +239,8 @@ impl Client {
         }
     }
 
-    /// Sends with bounded retries (network errors and 503, full jitter,
-    /// honouring `Retry-After` up to [`MAX_PAUSE`]).
+    /// Sends with bounded retries (network errors, 503 and 429, full
+    /// jitter, honouring `Retry-After` up to [`MAX_PAUSE`]).
     async fn send_with_retries(
         &self,
         method: &Method,
@@ -257,7 +257,9 @@ impl Client {
             }
             let pause = match request.send().await {
                 Ok(r) if r.status().is_success() => return Ok(r),
-                Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE && !last => r
+                // 503 (storage slow, or the node shedding) and 429 (over the
+                // account's rate) both say when to come back.
+                Ok(r) if retryable(r.status()) && !last => r
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -280,6 +282,12 @@ impl Client {
         }
         Err(Error::Transport("no attempt was made".into()))
     }
+}
+
+/// Answers worth sending the same request again for: every playmark write
+/// is a conditional merge, so a retry is at worst a `duplicate`.
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 /// Reads an error answer leniently: a body that is not an [`ErrorBody`] (a

@@ -1,7 +1,7 @@
 //! The Rust SDK for playmark.
 //!
 //! - [`Client`]: every endpoint, typed, with a per-request timeout, bounded
-//!   retries with full jitter (network errors and 503 only: every playmark
+//!   retries with full jitter (network errors, 503 and 429 only: every playmark
 //!   write is a conditional merge, so a retry is at worst a `duplicate`), and
 //!   one pooled HTTP connection set.
 //! - [`Tokens`]: bearer tokens for a playmark with `--auth jwt`, fixed or

@@ -19,12 +19,18 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(|_| {}).await
+}
+
+/// The real server, with settings adjusted by `tweak`.
+async fn server_with(tweak: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };
+    tweak(&mut config);
     let app = Application::build(config).await.expect("app builds");
     let url = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -188,6 +194,29 @@ async fn a_503_is_retried_and_honours_retry_after() {
     let answer =
         client.resume(&TitleKey::new("a", "A", "V"), None, None).await.expect("third attempt succeeds");
     assert_eq!((answer.found, calls.load(Ordering::SeqCst)), (false, 3));
+}
+
+#[tokio::test]
+async fn a_rate_limited_write_waits_for_retry_after_then_lands() {
+    // One checkpoint a second, bursts of 2 (the device gets half: 1).
+    let s = server_with(|c| (c.account_rate, c.account_burst) = (1, 2)).await;
+    let client = Client::builder(&s.url).retries(2).build().expect("client");
+    let t = now_ms() - 10_000;
+    client.update(&checkpoint("V1", "tv", 10.0, t)).await.expect("within the burst");
+    // The device's bucket is empty: the server answers 429 with
+    // Retry-After: 1, and the client waits that long and sends it again.
+    let started = Instant::now();
+    let answer = client.update(&checkpoint("V1", "tv", 20.0, t + 1)).await.expect("lands after the wait");
+    assert_eq!(answer.outcome, UpdateOutcome::Applied);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "retried before Retry-After: {:?}",
+        started.elapsed()
+    );
+    // With no retries left, the 429 reaches the caller with its code.
+    let impatient = Client::builder(&s.url).retries(0).build().expect("client");
+    let err = impatient.update(&checkpoint("V1", "tv", 30.0, t + 2)).await.expect_err("refused");
+    assert!(matches!(err, Error::Api { status: 429, code: ErrorCode::RateLimited, .. }), "{err:?}");
 }
 
 #[tokio::test]

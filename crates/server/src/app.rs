@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use playmark_store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -15,6 +16,7 @@ use crate::Config;
 use crate::cached::CachedStore;
 use crate::config::{CacheKind, EventsKind, StoreKind};
 use crate::events::Publisher;
+use crate::http::limits::{self, RateLimits};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::service::{PlaybackService, ServiceOptions};
@@ -50,7 +52,8 @@ impl Application {
 
     /// Binds and wires everything around `store`; `config` is validated.
     async fn assemble(config: Config, store: Arc<dyn ProgressStore>) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        let backlog = config.listen_backlog.unwrap_or_else(crate::serve::somaxconn);
+        let listener = crate::serve::bind(config.listen, backlog).with_context(|| {
             format!("cannot listen on {} (is another server using it? try --listen)", config.listen)
         })?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
@@ -101,6 +104,8 @@ impl Application {
             openapi: Arc::new(http::openapi::json_for(auth.is_on())),
             auth,
             cors_origins: Arc::new(config.cors_origins.clone()),
+            rate_limits: Arc::new(RateLimits::new(config.account_rate, config.account_burst)),
+            max_in_flight: config.max_in_flight,
         };
         Ok(Self { listener, addr, metrics_listener, state, config })
     }
@@ -161,17 +166,30 @@ impl Application {
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             let _ = stop_tx.send(true);
         };
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "playmark listening");
-        let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(signal);
+        // Buckets that have refilled are dropped every few seconds, so the
+        // limiter's memory follows the accounts active now.
+        let forgetter =
+            tokio::spawn(limits::forget_idle_every(Arc::clone(&state.rate_limits), Duration::from_secs(10)));
+        let options = config.serve_options();
+        tracing::info!(
+            %addr,
+            data_dir = %config.data_dir.display(),
+            max_connections = options.max_connections,
+            max_in_flight = config.max_in_flight,
+            "playmark listening"
+        );
+        let metrics = Arc::clone(&state.metrics);
+        let server = crate::serve::serve(listener, http::router(state), options, metrics, signal);
         let grace = config.shutdown_grace;
         tokio::select! {
-            result = server => result.context("the HTTP server failed")?,
+            () = server => {}
             _ = async {
                 let _ = stopping.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
         }
 
+        forgetter.abort();
         if let Some(task) = sweeper {
             // The sweeper watches the same stop signal; wait for it to finish
             // its current batch.

@@ -97,6 +97,50 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// The listen backlog: connections the kernel queues while they wait
+    /// to be accepted, as in a storm of players opening at once. Default:
+    /// the kernel's cap, net.core.somaxconn (which also caps this flag).
+    #[arg(long, env = "PLAYMARK_LISTEN_BACKLOG")]
+    pub listen_backlog: Option<u32>,
+
+    /// Client connections open at once; beyond it, new ones wait in the
+    /// listen backlog. Default: the open-file limit (raised to its hard
+    /// limit at start) less 1,024 kept for the store and its servers.
+    #[arg(long, env = "PLAYMARK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// A client that has started a request must send its whole head (the
+    /// request line and headers) within this, or is disconnected.
+    #[arg(long, env = "PLAYMARK_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A keep-alive connection with no request in flight is closed after
+    /// this long (players checkpointing every 30-60 s keep theirs).
+    #[arg(long, env = "PLAYMARK_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Playback requests in flight at once (HTTP/2 streams included);
+    /// beyond it, requests are answered 503 `overloaded` at once, before
+    /// their bodies are read. /healthz, /readyz and /metrics are exempt.
+    #[arg(long, env = "PLAYMARK_MAX_IN_FLIGHT", default_value_t = 20_000)]
+    pub max_in_flight: usize,
+
+    /// Concurrent streams on one HTTP/2 (h2c) connection, as from a
+    /// gateway multiplexing many viewers.
+    #[arg(long, env = "PLAYMARK_H2_MAX_STREAMS", default_value_t = 256)]
+    pub h2_max_streams: u32,
+
+    /// Requests per second one account may make, on average (each device
+    /// of it gets half); beyond it, 429 `rate_limited` with Retry-After.
+    /// 0 turns the limit off. A batch counts once per account it names.
+    #[arg(long, env = "PLAYMARK_ACCOUNT_RATE", default_value_t = 20)]
+    pub account_rate: u32,
+
+    /// Requests one account may make in a burst above --account-rate (each
+    /// device of it gets half). 0 turns the limit off.
+    #[arg(long, env = "PLAYMARK_ACCOUNT_BURST", default_value_t = 100)]
+    pub account_burst: u32,
+
     /// How requests prove who they are. `none` refuses to listen on a
     /// non-loopback address unless --allow-unauthenticated is given.
     #[arg(long, env = "PLAYMARK_AUTH", value_enum, default_value_t = AuthMode::None)]
@@ -380,6 +424,15 @@ impl Config {
         (self.max_titles_per_profile > 0).then_some(self.max_titles_per_profile)
     }
 
+    /// How connections are served, as these flags say.
+    pub fn serve_options(&self) -> crate::serve::ServeOptions {
+        crate::serve::ServeOptions {
+            max_connections: self.max_connections.unwrap_or_else(crate::serve::default_max_connections),
+            timeouts: crate::serve::conn::Timeouts { header: self.header_timeout, idle: self.idle_timeout },
+            h2_max_streams: self.h2_max_streams,
+        }
+    }
+
     /// The TTL as a duration, or `None` when entries never expire.
     pub fn ttl(&self) -> Option<Duration> {
         (self.ttl_days > 0).then(|| Duration::from_secs(u64::from(self.ttl_days) * 86_400))
@@ -411,6 +464,19 @@ impl Config {
                     "--cors-origin {origin:?} is not an origin such as https://app.example.com"
                 ));
             }
+        }
+        for (flag, value) in
+            [("--header-timeout", self.header_timeout), ("--idle-timeout", self.idle_timeout)]
+        {
+            if value.is_zero() {
+                return Err(format!("{flag} must be above 0"));
+            }
+        }
+        if self.max_in_flight == 0 || self.max_connections == Some(0) || self.h2_max_streams == 0 {
+            return Err("--max-in-flight, --max-connections and --h2-max-streams must be at least 1".into());
+        }
+        if self.listen_backlog == Some(0) {
+            return Err("--listen-backlog must be at least 1".into());
         }
         if self.min_resume_percent >= self.max_resume_percent {
             return Err(format!(

@@ -11,7 +11,10 @@
 //! - [`cached`]: the cache in front of the store (timeouts, fallback to
 //!   the store, off-path refills, repair of failed cache updates).
 //! - [`events`]: publishing applied checkpoints off the request path.
-//! - [`http`]: routes, JSON in and out, the error type, OpenAPI.
+//! - [`http`]: routes, JSON in and out, the error type, OpenAPI, rate
+//!   limits and load shedding.
+//! - [`serve`]: the listening socket, the accept loop, HTTP/1.1 and h2c
+//!   connections with their header and idle clocks.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`sweeper`]: the background task that purges idle entries (TTL).
 //! - [`app`]: build → bind → run until a shutdown signal → flush.
@@ -26,6 +29,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod serve;
 pub mod service;
 pub mod sweeper;
 pub mod telemetry;

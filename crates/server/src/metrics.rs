@@ -65,6 +65,13 @@ pub struct DropLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a connection closed by its clock.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `header_timeout` or `idle_timeout`.
+    pub reason: &'static str,
+}
+
 /// Every metric playmark exports.
 pub struct Metrics {
     registry: Registry,
@@ -108,6 +115,18 @@ pub struct Metrics {
     /// Requests (or batch items) refused 403: a valid token for another
     /// account, profile or scope.
     pub forbidden: Counter,
+    /// Client connections open now.
+    pub connections_open: Gauge,
+    /// Connections closed by their header or idle clock, by reason.
+    pub connections_closed: Family<ConnectionLabels, Counter>,
+    /// Failed accepts (EMFILE and the like), each followed by a short pause.
+    pub accept_errors: Counter,
+    /// Requests shed at once with 503 `overloaded`: `--max-in-flight` were
+    /// already in flight.
+    pub shed: Counter,
+    /// Requests (or batch items) refused 429: their account or device was
+    /// over its rate.
+    pub rate_limited: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -218,8 +237,39 @@ impl Default for Metrics {
             "Requests or batch items refused 403: a token for another account, profile or scope",
             forbidden.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "Client connections open now", connections_open.clone());
+        let connections_closed = Family::default();
+        registry.register(
+            "connections_expired",
+            "Connections closed by their clock: header_timeout (a request head too slow) or idle_timeout",
+            connections_closed.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts (such as too many open files), each followed by a short pause",
+            accept_errors.clone(),
+        );
+        let shed = Counter::default();
+        registry.register(
+            "shed_requests",
+            "Requests answered 503 overloaded at once because --max-in-flight were in flight",
+            shed.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited_requests",
+            "Requests and batch items refused 429: their account or device was over its rate",
+            rate_limited.clone(),
+        );
         Self {
             registry,
+            connections_open,
+            connections_closed,
+            accept_errors,
+            shed,
+            rate_limited,
             unknown_fields,
             auth_failures,
             forbidden,

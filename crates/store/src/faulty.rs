@@ -6,10 +6,11 @@
 //! commit, then wait before answering, like a write whose acknowledgement
 //! is lost past its deadline. And every call can be made to fail with an
 //! error of a chosen kind, without reaching the store. All of these can be
-//! changed while the store is in use. With none set, it is a store like any
-//! other, and passes the conformance suite.
+//! changed while the store is in use. It also counts the most writes it had
+//! in flight at once. With none set, it is a store like any other, and
+//! passes the conformance suite.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,12 +26,22 @@ pub struct FaultyStore {
     before_ms: AtomicU64,
     late_ms: AtomicU64,
     failure: Mutex<Option<fn() -> StoreError>>,
+    /// Writes (`upsert`) in flight now, and the most ever at once.
+    writing: AtomicUsize,
+    most_writing: AtomicUsize,
 }
 
 impl FaultyStore {
     /// Wraps `inner`, with no delays or failures yet.
     pub fn new(inner: Arc<dyn ProgressStore>) -> Self {
-        Self { inner, before_ms: AtomicU64::new(0), late_ms: AtomicU64::new(0), failure: Mutex::new(None) }
+        Self {
+            inner,
+            before_ms: AtomicU64::new(0),
+            late_ms: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            writing: AtomicUsize::new(0),
+            most_writing: AtomicUsize::new(0),
+        }
     }
 
     /// Every call fails with the error `make` returns (after the *before*
@@ -47,6 +58,13 @@ impl FaultyStore {
     /// Writes answer this long after they committed.
     pub fn set_late(&self, delay: Duration) {
         self.late_ms.store(millis(delay), Ordering::SeqCst);
+    }
+
+    /// The most checkpoint writes (`upsert` calls) that were in flight at
+    /// once, *before* delay included: how much of the store one client's
+    /// requests could hold.
+    pub fn most_writes_at_once(&self) -> usize {
+        self.most_writing.load(Ordering::SeqCst)
     }
 
     /// The *before* delay, then the injected failure if there is one.
@@ -86,9 +104,16 @@ impl ProgressStore for FaultyStore {
         now: Timestamp,
         guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError> {
-        self.before().await?;
-        let written = self.inner.upsert(key, progress, now, guard).await;
-        self.late(written).await
+        let at_once = self.writing.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_writing.fetch_max(at_once, Ordering::SeqCst);
+        let written = async {
+            self.before().await?;
+            let written = self.inner.upsert(key, progress, now, guard).await;
+            self.late(written).await
+        }
+        .await;
+        self.writing.fetch_sub(1, Ordering::SeqCst);
+        written
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {

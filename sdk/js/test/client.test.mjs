@@ -116,6 +116,26 @@ describe('PlaymarkClient retries and errors', () => {
     assert.deepEqual(srv.requests[0].body, srv.requests[1].body);
   });
 
+  test('a 429 is retried after its Retry-After, and surfaces with its code when retries run out', async (t) => {
+    const srv = await startServer((req, res, n) =>
+      n <= 2
+        ? json(res, 429, { error: { code: 'rate_limited', message: 'this device is sending faster than the server allows' } }, { 'retry-after': '1' })
+        : json(res, 200, { outcome: 'applied', record: record(1, 1) }),
+    );
+    t.after(() => srv.close());
+    const { client, waits } = clientFor(srv.baseUrl, { retryAfterMaxMs: 30 });
+    assert.equal((await client.update({ ...KEY, device_id: 'tv', position: 1 })).outcome, 'applied');
+    assert.deepEqual(waits, [30, 30]);
+    const limited = await startServer((req, res) =>
+      json(res, 429, { error: { code: 'rate_limited', message: 'slow down' } }, { 'retry-after': '1' }),
+    );
+    t.after(() => limited.close());
+    const err = await clientFor(limited.baseUrl, { retries: 0 }).client.update({ ...KEY, device_id: 'tv', position: 1 }).catch((e) => e);
+    assert.equal(err.status, 429);
+    assert.equal(err.code, 'rate_limited');
+    assert.equal(err.retryAfterMs, 1000);
+  });
+
   test('Retry-After below the cap is honoured as is, with the real clock', async (t) => {
     const srv = await startServer((req, res, n) =>
       n === 1 ? json(res, 503, { error: { code: 'unavailable', message: 'x' } }, { 'retry-after': '0.05' }) : json(res, 200, { items: [] }),

@@ -31,7 +31,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use http::Conn;
-use stats::Stats;
+use stats::{Recorder, Stats};
 
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +95,23 @@ pub struct LoadgenArgs {
     /// Viewers mode: the share of sessions that switch device mid-way (0 to 1).
     #[arg(long, env = "PLAYMARK_LOADGEN_SWITCH_SHARE", default_value_t = 0.3)]
     pub switch_share: f64,
+    /// Viewers mode: spread the sessions' starts evenly over this long (0:
+    /// every player opens at once, a premiere's storm).
+    #[arg(long, env = "PLAYMARK_LOADGEN_RAMP", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub ramp: Duration,
+    /// Speak HTTP/2 with prior knowledge (h2c), multiplexing the workers or
+    /// viewers over --connections connections, as a gateway would.
+    #[arg(long, env = "PLAYMARK_LOADGEN_HTTP2")]
+    pub http2: bool,
+    /// With --http2: the connections requests are multiplexed over. (Over
+    /// HTTP/1.1 each worker or viewer has its own.)
+    #[arg(long, env = "PLAYMARK_LOADGEN_CONNECTIONS", default_value_t = 8)]
+    pub connections: usize,
+    /// Spread connections over the source addresses 127.0.0.1 ..
+    /// 127.0.0.N (a loopback target only): each has its own ~28,000
+    /// ephemeral ports.
+    #[arg(long, env = "PLAYMARK_LOADGEN_SOURCES", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub sources: u8,
     /// Bulk-load this many synthetic records (accounts preload-0.. x 5
     /// titles) before the run.
     #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD", default_value_t = 0)]
@@ -117,9 +134,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     anyhow::ensure!((0.0..=1.0).contains(&args.switch_share), "--switch-share must be from 0 to 1");
     anyhow::ensure!(args.concurrency > 0 && args.viewers > 0, "--concurrency and --viewers must be above 0");
     anyhow::ensure!(args.speedup > 0.0, "--speedup must be above 0");
+    anyhow::ensure!(args.connections > 0, "--connections must be above 0");
+    let target =
+        Arc::new(http::Target::resolve(&args.target, args.token.as_deref(), args.http2, args.sources).await?);
     let mut report = serde_json::Map::new();
     if args.preload > 0 {
-        let (loaded, took) = preload(&args).await?;
+        let (loaded, took) = preload(&args, &target).await?;
         report.insert("preload".into(), json!({"records": loaded, "seconds": took.as_secs_f64()}));
         if !args.json {
             emit(&format!(
@@ -131,17 +151,19 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     }
     let (summary, elapsed, extra) = match args.mode {
         Mode::Viewers => {
-            let (stats, elapsed, sim) = viewers::run(&args).await;
+            let (stats, elapsed, sim) = viewers::run(&args, &target).await;
             (stats::summarize(&stats, elapsed), elapsed, Some(sim))
         }
         _ => {
-            let (stats, elapsed) = raw(&args).await;
+            let (stats, elapsed) = raw(&args, &target).await;
             (stats::summarize(&stats, elapsed), elapsed, None)
         }
     };
     if args.json {
         report.insert("mode".into(), json!(format!("{:?}", args.mode).to_lowercase()));
         report.insert("seconds".into(), json!(elapsed.as_secs_f64()));
+        report.insert("protocol".into(), json!(if args.http2 { "h2c" } else { "http/1.1" }));
+        report.insert("open_file_limit".into(), json!(playmark_server::serve::open_file_limit()));
         report.insert("summary".into(), serde_json::to_value(&summary)?);
         if let Some(sim) = &extra {
             report.insert("viewers".into(), serde_json::to_value(sim)?);
@@ -200,13 +222,20 @@ fn checkpoint_body(account: &str, video: &str, position: f64, device: &str) -> S
 /// milliseconds, which would add up to a millisecond to every latency. The
 /// first idle worker takes the permit; when none is idle, the permit waits
 /// and its latency, counted from the intended send time, includes the wait.
-async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
-    let mut conns = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        let mut conn = Conn::new(&args.target, args.token.as_deref());
-        // A failure here shows up as "no answer" errors: each request retries
-        // the connection.
-        let _ = conn.connect().await;
+async fn raw(args: &LoadgenArgs, target: &Arc<http::Target>) -> (BTreeMap<String, Stats>, Duration) {
+    let recorder = Arc::new(Recorder::default());
+    let mut conns: Vec<Conn> = Vec::with_capacity(args.concurrency);
+    for w in 0..args.concurrency {
+        let conn = if args.http2 && w >= args.connections {
+            // Workers beyond --connections share one of the first.
+            conns[w % args.connections].share()
+        } else {
+            let mut conn = Conn::new(target, w);
+            // A failure here is recorded as a failed connect; each request
+            // retries the connection.
+            conn.connect(&recorder).await;
+            conn
+        };
         conns.push(conn);
     }
     let start = Instant::now();
@@ -229,11 +258,11 @@ async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
         .into_iter()
         .enumerate()
         .map(|(w, mut conn)| {
-            let (args, next, done) = (args.clone(), Arc::clone(&next), Arc::clone(&done));
+            let (args, next, done, recorder) =
+                (args.clone(), Arc::clone(&next), Arc::clone(&done), Arc::clone(&recorder));
             let permits = pacer.as_ref().map(|p| Arc::clone(&p.permits));
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(w as u64 + 1);
-                let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
                 loop {
                     let due = match &permits {
                         Some(permits) => {
@@ -257,35 +286,36 @@ async fn raw(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration) {
                         Mode::Resume => false,
                         _ => rng.f64() < args.update_share,
                     };
-                    let (kind, status) = if update {
+                    let (kind, answer) = if update {
                         let body = checkpoint_body(&account, &video, f64::from(rng.u32(0..3600)), "tv");
-                        ("update", conn.send(Method::POST, "/playback/update", Some(body)).await.0)
+                        (
+                            "update",
+                            conn.send(&recorder, Method::POST, "/playback/update", Some(body.into())).await,
+                        )
                     } else {
                         let path =
                             format!("/playback/resume?account_id={account}&profile_id=A&video_id={video}");
-                        ("resume", conn.send(Method::GET, &path, None).await.0)
+                        ("resume", conn.send(&recorder, Method::GET, &path, None).await)
                     };
-                    stats.entry(kind.to_owned()).or_default().record(due.elapsed(), status);
+                    // Not connected: the failed connect is recorded, the
+                    // request was never sent.
+                    if let Some(answer) = answer {
+                        recorder.record(kind, due.elapsed(), answer.status);
+                    }
                     done.fetch_add(1, Ordering::Relaxed);
                 }
-                stats
             })
         })
         .collect();
-    let mut all: BTreeMap<String, Stats> = BTreeMap::new();
     for worker in workers {
-        if let Ok(stats) = worker.await {
-            for (kind, s) in stats {
-                all.entry(kind).or_default().merge(&s);
-            }
-        }
+        let _ = worker.await;
     }
     if let Some(pacer) = pacer {
         pacer.join();
     }
     ticker.abort();
     bar.finish_and_clear();
-    (all, start.elapsed())
+    (recorder.take(), start.elapsed())
 }
 
 /// The open-loop clock: a thread that adds a permit for each request as it
@@ -335,19 +365,19 @@ impl Pacer {
 
 /// Bulk-loads `--preload` records through `POST /playback/batch`, 500 per
 /// request, 8 requests at a time.
-async fn preload(args: &LoadgenArgs) -> anyhow::Result<(u64, Duration)> {
+async fn preload(args: &LoadgenArgs, target: &Arc<http::Target>) -> anyhow::Result<(u64, Duration)> {
     const PER_BATCH: u64 = 500;
     let total = args.preload;
     let batches = total.div_ceil(PER_BATCH);
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress(args, total, "preload");
     let start = Instant::now();
+    let recorder = Arc::new(Recorder::default());
     let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (target, token, next, bar) =
-                (args.target.clone(), args.token.clone(), Arc::clone(&next), bar.clone());
+        .map(|w| {
+            let (next, bar, recorder) = (Arc::clone(&next), bar.clone(), Arc::clone(&recorder));
+            let mut conn = Conn::new(target, w);
             tokio::spawn(async move {
-                let mut conn = Conn::new(&target, token.as_deref());
                 let mut loaded = 0u64;
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
@@ -363,8 +393,18 @@ async fn preload(args: &LoadgenArgs) -> anyhow::Result<(u64, Duration)> {
                         .collect::<Vec<_>>();
                     let n = records.len() as u64;
                     let body = json!({"checkpoints": records}).to_string();
-                    let (status, _) = conn.send(Method::POST, "/playback/batch", Some(body)).await;
-                    anyhow::ensure!(status == 200, "preload batch {b} failed with HTTP {status}");
+                    let answer =
+                        conn.send(&recorder, Method::POST, "/playback/batch", Some(body.into())).await;
+                    let status = answer.map(|a| a.status);
+                    anyhow::ensure!(
+                        status == Some(200),
+                        "preload batch {b} failed: {}",
+                        match status {
+                            None => "cannot connect".to_owned(),
+                            Some(0) => "no answer".to_owned(),
+                            Some(s) => format!("HTTP {s}"),
+                        }
+                    );
                     loaded += n;
                     bar.inc(n);
                 }

@@ -34,18 +34,31 @@ impl Stats {
         }
     }
 
-    /// Adds another worker's numbers to these.
-    pub fn merge(&mut self, other: &Stats) {
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.latency.add(&other.latency);
-        for (status, n) in &other.errors {
-            *self.errors.entry(*status).or_default() += n;
-        }
-    }
-
     /// Requests recorded.
     pub fn count(&self) -> u64 {
         self.latency.len()
+    }
+}
+
+/// The numbers of a whole run, shared by every worker and viewer: one
+/// histogram per request kind, however many viewers there are (a histogram
+/// each would take ~140 KB per viewer and kind).
+#[derive(Debug, Default)]
+pub struct Recorder {
+    kinds: std::sync::Mutex<BTreeMap<&'static str, Stats>>,
+}
+
+impl Recorder {
+    /// Records one request of `kind`.
+    pub fn record(&self, kind: &'static str, latency: Duration, status: u16) {
+        let mut kinds = self.kinds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kinds.entry(kind).or_default().record(latency, status);
+    }
+
+    /// Everything recorded, by kind.
+    pub fn take(&self) -> BTreeMap<String, Stats> {
+        let mut kinds = self.kinds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *kinds).into_iter().map(|(k, s)| (k.to_owned(), s)).collect()
     }
 }
 
@@ -158,19 +171,28 @@ mod tests {
     }
 
     #[test]
-    fn merging_workers_adds_counts_and_keeps_the_extremes() {
-        let mut a = Stats::default();
-        let mut b = Stats::default();
-        for ms in [1, 2, 3] {
-            a.record(Duration::from_millis(ms), 200);
-        }
-        b.record(Duration::from_millis(50), 503);
-        b.record(Duration::from_micros(10), 0);
-        a.merge(&b);
-        assert_eq!(a.count(), 5);
-        assert_eq!(a.errors, BTreeMap::from([(0, 1), (503, 1)]));
-        assert!(a.latency.max() >= 49_900);
-        assert!(a.latency.min() <= 10);
+    fn the_recorder_keeps_every_worker_s_requests_by_kind() {
+        let recorder = std::sync::Arc::new(Recorder::default());
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let recorder = &recorder;
+                scope.spawn(move || {
+                    for ms in [1, 2, 3] {
+                        recorder.record("resume", Duration::from_millis(ms), 200);
+                    }
+                    recorder.record("update", Duration::from_millis(50), 503);
+                    recorder.record("connect", Duration::from_micros(10), 0);
+                });
+            }
+        });
+        let kinds = recorder.take();
+        assert_eq!(kinds["resume"].count(), 12);
+        assert!(kinds["resume"].errors.is_empty());
+        assert_eq!(kinds["update"].errors, BTreeMap::from([(503, 4)]));
+        assert!(kinds["update"].latency.max() >= 49_900);
+        assert_eq!(kinds["connect"].errors, BTreeMap::from([(0, 4)]));
+        assert!(kinds["connect"].latency.min() <= 10);
+        assert!(recorder.take().is_empty(), "taken once");
     }
 
     #[test]

@@ -3,16 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
 use playmark_core::{CheckpointConfig, CheckpointPolicy, PlayerInput};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
-use super::http::Conn;
-use super::stats::Stats;
-use super::{Checkpointing, LoadgenArgs, checkpoint_body, progress};
+use super::http::{Conn, Target};
+use super::stats::{Recorder, Stats};
+use super::{Checkpointing, LoadgenArgs, progress};
 
 /// Simulated seconds per simulation step.
 const STEP_S: u64 = 5;
@@ -35,19 +35,44 @@ pub struct Simulation {
     /// Resumes after a switch that returned less than the position the
     /// previous device had acknowledged. Must be 0.
     pub handoff_violations: u64,
+    /// How long the run should have taken: the ramp, then one session at
+    /// `--speedup`.
+    pub scheduled_s: f64,
+    /// How long it took.
+    pub elapsed_s: f64,
+    /// Writes per second the schedule asked for, and what was achieved.
+    pub scheduled_writes_per_s: f64,
+    /// Writes per second over the real run.
+    pub achieved_writes_per_s: f64,
+    /// How late simulation steps started against their schedule (the
+    /// generator or the server falling behind), in ms.
+    pub lag_p50_ms: f64,
+    /// 99th percentile of the lag.
+    pub lag_p99_ms: f64,
+    /// The latest step.
+    pub lag_max_ms: f64,
 }
 
 impl fmt::Display for Simulation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} sessions, {:.1} viewer-hours, {} writes ({:.1} per viewer-hour), {} handoffs, {} handoff violations",
+            "{} sessions, {:.1} viewer-hours, {} writes ({:.1} per viewer-hour), {} handoffs, {} handoff violations\n\
+             schedule: {:.1} s planned, {:.1} s taken; writes {:.0}/s planned, {:.0}/s achieved; \
+             step lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.sessions,
             self.viewing_hours,
             self.writes,
             self.writes_per_viewer_hour,
             self.handoffs,
-            self.handoff_violations
+            self.handoff_violations,
+            self.scheduled_s,
+            self.elapsed_s,
+            self.scheduled_writes_per_s,
+            self.achieved_writes_per_s,
+            self.lag_p50_ms,
+            self.lag_p99_ms,
+            self.lag_max_ms,
         )
     }
 }
@@ -68,55 +93,69 @@ struct Device {
     policy: CheckpointPolicy,
     last_naive_s: u64,
     acknowledged: Option<f64>,
+    /// Its resume request, built once.
+    resume_path: String,
 }
 
 impl Device {
-    fn new(name: &'static str) -> Self {
+    fn new(name: &'static str, account: &str, video: &str) -> Self {
         Self {
             name,
             policy: CheckpointPolicy::new(CheckpointConfig::default()),
             last_naive_s: 0,
             acknowledged: None,
+            resume_path: format!(
+                "/playback/resume?account_id={account}&profile_id=A&video_id={video}&device_id={name}"
+            ),
         }
     }
+}
+
+/// What a resume answer holds that the simulation reads.
+#[derive(Deserialize)]
+struct Resumed {
+    record: Option<ResumedRecord>,
+}
+
+#[derive(Deserialize)]
+struct ResumedRecord {
+    position: f64,
 }
 
 struct Session<'a> {
     conn: Conn,
     account: String,
     video: String,
-    stats: BTreeMap<String, Stats>,
+    recorder: &'a Recorder,
     sim: Simulation,
     args: &'a LoadgenArgs,
 }
 
 impl Session<'_> {
-    async fn resume(&mut self, device: &str) -> Option<f64> {
-        let path = format!(
-            "/playback/resume?account_id={}&profile_id=A&video_id={}&device_id={device}",
-            self.account, self.video
-        );
-        let started = Instant::now();
-        let (status, body) = self.conn.send(Method::GET, &path, None).await;
-        self.stats.entry("resume".into()).or_default().record(started.elapsed(), status);
-        let answer: Value = serde_json::from_slice(&body).ok()?;
-        answer["record"]["position"].as_f64()
+    async fn resume(&mut self, device: &Device) -> Option<f64> {
+        let answer = self.conn.send(self.recorder, Method::GET, &device.resume_path, None).await?;
+        self.recorder.record("resume", answer.took, answer.status);
+        let resumed: Resumed = serde_json::from_slice(&answer.body).ok()?;
+        resumed.record.map(|r| r.position)
     }
 
     async fn write(&mut self, device: &mut Device, position_ms: u64, event: &str) {
-        let mut body: Value = serde_json::from_str(&checkpoint_body(
-            &self.account,
-            &self.video,
-            position_ms as f64 / 1000.0,
+        let body = format!(
+            r#"{{"account_id":"{}","profile_id":"A","video_id":"{}","position":{}.{:03},"device_id":"{}","duration":3600,"event":"{event}"}}"#,
+            self.account,
+            self.video,
+            position_ms / 1000,
+            position_ms % 1000,
             device.name,
-        ))
-        .unwrap_or_default();
-        body["event"] = Value::from(event);
-        let started = Instant::now();
-        let (status, _) = self.conn.send(Method::POST, "/playback/update", Some(body.to_string())).await;
-        self.stats.entry("update".into()).or_default().record(started.elapsed(), status);
+        );
         self.sim.writes += 1;
-        if status == 200 {
+        let Some(answer) =
+            self.conn.send(self.recorder, Method::POST, "/playback/update", Some(body.into())).await
+        else {
+            return;
+        };
+        self.recorder.record("update", answer.took, answer.status);
+        if answer.status == 200 {
             device.acknowledged = Some(position_ms as f64 / 1000.0);
         }
     }
@@ -141,40 +180,68 @@ impl Session<'_> {
     }
 }
 
-/// Runs every viewer's session at once; returns the request stats, the wall
-/// time, and what the simulation saw.
-pub async fn run(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration, Simulation) {
-    let start = Instant::now();
+/// Runs every viewer's session (all at once, or their starts spread over
+/// `--ramp`), each step at its scheduled time; returns the request stats,
+/// the wall time, and what the simulation saw.
+pub async fn run(
+    args: &LoadgenArgs,
+    target: &Arc<Target>,
+) -> (BTreeMap<String, Stats>, Duration, Simulation) {
     let session_s = args.session.as_secs().max(STEP_S);
+    let recorder = Arc::new(Recorder::default());
+    // HTTP/2: the viewers share a few connections, opened first.
+    let mut shared = Vec::new();
+    if args.http2 {
+        for c in 0..args.connections.max(1) {
+            let mut conn = Conn::new(target, c);
+            conn.connect(&recorder).await;
+            shared.push(conn);
+        }
+    }
     let bar = progress(args, args.viewers as u64, "viewers");
     let run_id =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let tick = Duration::from_secs_f64(STEP_S as f64 / args.speedup);
+    let start = Instant::now();
     let tasks: Vec<_> = (0..args.viewers)
         .map(|v| {
-            let (args, bar) = (args.clone(), bar.clone());
+            let (args, bar, recorder) = (args.clone(), bar.clone(), Arc::clone(&recorder));
+            let conn =
+                if shared.is_empty() { Conn::new(target, v) } else { shared[v % shared.len()].share() };
+            let target = Arc::clone(target);
+            let begins = start + args.ramp.mul_f64(v as f64 / args.viewers as f64);
             tokio::spawn(async move {
+                tokio::time::sleep_until(begins.into()).await;
                 let mut rng = fastrand::Rng::with_seed(v as u64 + 7);
+                let account = format!("viewer-{run_id}-{v}");
+                let video = format!("V{}", v % 5);
                 let mut s = Session {
-                    conn: Conn::new(&args.target, args.token.as_deref()),
-                    account: format!("viewer-{run_id}-{v}"),
-                    video: format!("V{}", v % 5),
-                    stats: BTreeMap::new(),
+                    conn,
+                    recorder: &recorder,
                     sim: Simulation { sessions: 1, ..Simulation::default() },
                     args: &args,
+                    account,
+                    video,
                 };
                 let switch_at = (rng.f64() < args.switch_share).then(|| session_s * rng.u64(30..70) / 100);
                 let pause = (rng.bool()).then(|| {
                     let at = session_s * rng.u64(10..60) / 100;
                     (at, at + rng.u64(60..180))
                 });
-                let tick = Duration::from_secs_f64(STEP_S as f64 / args.speedup);
-                let mut device = Device::new("tv");
-                let mut position_ms = s.resume(device.name).await.map_or(0, |p| (p * 1000.0) as u64);
+                let mut device = Device::new("tv", &s.account, &s.video);
+                let mut position_ms = s.resume(&device).await.map_or(0, |p| (p * 1000.0) as u64);
                 let now = |t: u64| t * 1000;
                 let _ = device.policy.handle(PlayerInput::Play { now: 0, position: position_ms });
                 let mut t = 0;
+                let mut step = 0u32;
                 while t < session_s {
-                    tokio::time::sleep(tick).await;
+                    step += 1;
+                    // Each step at its time, not after the last one's
+                    // requests: a generator or server that falls behind
+                    // shows as lag instead of a quietly slower schedule.
+                    let due = begins + tick * step;
+                    tokio::time::sleep_until(due.into()).await;
+                    recorder.record("lag", due.elapsed(), 200);
                     t += STEP_S;
                     let paused = pause.is_some_and(|(from, to)| (from..to).contains(&t));
                     if pause.is_some_and(|(from, _)| t == from) {
@@ -213,9 +280,13 @@ pub async fn run(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration, Simu
                             .await;
                         }
                         let acknowledged = device.acknowledged;
-                        device = Device::new("phone");
+                        device = Device::new("phone", &s.account, &s.video);
                         device.last_naive_s = t;
-                        let resumed = s.resume(device.name).await;
+                        // Another device: over HTTP/1.1, its own connection.
+                        if !args.http2 {
+                            s.conn = Conn::new(&target, v + args.viewers);
+                        }
+                        let resumed = s.resume(&device).await;
                         s.sim.handoffs += 1;
                         if !handoff_ok(acknowledged, resumed) {
                             s.sim.handoff_violations += 1;
@@ -228,28 +299,38 @@ pub async fn run(args: &LoadgenArgs) -> (BTreeMap<String, Stats>, Duration, Simu
                 s.step(&mut device, PlayerInput::Stop { now: now(t), position: position_ms }, t, position_ms)
                     .await;
                 bar.inc(1);
-                (s.stats, s.sim)
+                s.sim
             })
         })
         .collect();
-    let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
+    drop(shared);
     let mut sim = Simulation::default();
     for task in tasks {
-        if let Ok((s, one)) = task.await {
-            for (kind, st) in s {
-                stats.entry(kind).or_default().merge(&st);
-            }
+        if let Ok(one) = task.await {
             sim.sessions += one.sessions;
             sim.writes += one.writes;
             sim.handoffs += one.handoffs;
             sim.handoff_violations += one.handoff_violations;
         }
     }
+    let elapsed = start.elapsed();
     bar.finish_and_clear();
+    let mut stats = recorder.take();
+    if let Some(lag) = stats.remove("lag") {
+        let ms = |us: u64| us as f64 / 1000.0;
+        sim.lag_p50_ms = ms(lag.latency.value_at_quantile(0.50));
+        sim.lag_p99_ms = ms(lag.latency.value_at_quantile(0.99));
+        sim.lag_max_ms = ms(lag.latency.max());
+    }
     sim.viewing_hours = sim.sessions as f64 * session_s as f64 / 3600.0;
     sim.writes_per_viewer_hour =
         if sim.viewing_hours > 0.0 { sim.writes as f64 / sim.viewing_hours } else { 0.0 };
-    (stats, start.elapsed(), sim)
+    sim.scheduled_s =
+        (args.ramp + tick * u32::try_from(session_s / STEP_S).unwrap_or(u32::MAX)).as_secs_f64();
+    sim.elapsed_s = elapsed.as_secs_f64();
+    sim.scheduled_writes_per_s = sim.writes as f64 / sim.scheduled_s.max(1e-9);
+    sim.achieved_writes_per_s = sim.writes as f64 / sim.elapsed_s.max(1e-9);
+    (stats, elapsed, sim)
 }
 
 #[cfg(test)]

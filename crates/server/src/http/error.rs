@@ -13,6 +13,7 @@ use playmark_wire::{ErrorBody, ErrorCode, ErrorDetail, Record};
 
 use playmark_core::{Denied, Principal};
 
+use super::limits::RateLimited;
 use crate::auth::AuthError;
 use crate::service::ServiceError;
 
@@ -128,6 +129,33 @@ impl ApiError {
         }
     }
 
+    /// 503: `--max-in-flight` requests are in flight; shed before the body
+    /// is read.
+    pub fn overloaded() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "the server is at its limit of requests in flight; nothing was read or written, retry shortly",
+        );
+        e.retry_after = Some(Duration::from_secs(1));
+        e
+    }
+
+    /// 429: the account (or the device, within it) is over its rate.
+    pub fn rate_limited(limited: &RateLimited) -> Self {
+        let whose = if limited.device { "this device" } else { "this account" };
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!(
+                "{whose} is sending faster than the server allows (--account-rate); nothing was read or \
+                 written, retry after the Retry-After seconds"
+            ),
+        );
+        e.retry_after = Some(limited.retry_after);
+        e
+    }
+
     /// 500: a bug. The cause goes to the log only.
     pub fn internal() -> Self {
         Self::new(
@@ -198,7 +226,9 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         if let Some(after) = retry_after {
-            let secs = after.as_secs().max(1);
+            // Whole seconds, rounded up: a client that waits this long is admitted.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            let secs = secs.max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod playback;
@@ -41,6 +42,11 @@ pub struct AppState {
     pub openapi: Arc<String>,
     /// Browser origins allowed to call the API (CORS).
     pub cors_origins: Arc<Vec<String>>,
+    /// The per-account and per-device rate limits.
+    pub rate_limits: Arc<limits::RateLimits>,
+    /// Playback requests in flight at most (`--max-in-flight`); beyond it
+    /// they are shed.
+    pub max_in_flight: usize,
 }
 
 impl AppState {
@@ -80,8 +86,11 @@ impl FromRef<AppState> for Arc<PlaybackService> {
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
+    // Only the playback routes are shed: health checks and metrics answer
+    // however busy the node is.
+    let playback = limits::shed(playback::router(), state.max_in_flight, Arc::clone(&state.metrics));
     let router = Router::new()
-        .merge(playback::router())
+        .merge(playback)
         .merge(ops::router())
         .merge(assets::router())
         .fallback(not_found)

@@ -72,6 +72,7 @@ const BEARER: &str = "bearer";
 pub fn document(auth: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     add_links(&mut doc);
+    add_limits(&mut doc);
     if !auth {
         return doc;
     }
@@ -111,6 +112,58 @@ pub fn document(auth: bool) -> utoipa::openapi::OpenApi {
         }
     }
     doc
+}
+
+/// Declares the answers of the overload limits on every playback
+/// operation: 429 `rate_limited` (the account's or device's rate) and 503
+/// `overloaded` (`--max-in-flight`), each with `Retry-After`.
+fn add_limits(doc: &mut utoipa::openapi::OpenApi) {
+    let error = || ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    let retry_after = || {
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+            .description(Some("Seconds to wait before retrying"))
+            .build()
+    };
+    const OVERLOADED: &str = "`overloaded`: the node had --max-in-flight requests in flight, so this one was \
+        shed before its body was read (nothing read or written)";
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/playback/") {
+            continue;
+        }
+        for operation in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses.insert(
+                "429".into(),
+                ResponseBuilder::new()
+                    .description(
+                        "`rate_limited`: the account (or this device, within it) is over --account-rate; \
+                         nothing was read or written",
+                    )
+                    .content("application/json", error())
+                    .header("Retry-After", retry_after())
+                    .build()
+                    .into(),
+            );
+            match responses.get_mut("503") {
+                Some(RefOr::T(unavailable)) => {
+                    unavailable.description =
+                        format!("`unavailable`: {}; or {OVERLOADED}", unavailable.description);
+                }
+                _ => {
+                    responses.insert(
+                        "503".into(),
+                        ResponseBuilder::new()
+                            .description(OVERLOADED)
+                            .content("application/json", error())
+                            .header("Retry-After", retry_after())
+                            .build()
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The links between operations: which values of one request feed which

@@ -1,5 +1,8 @@
 //! The playback routes: update, resume, continue-watching, delete.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -8,12 +11,12 @@ use axum::routing::{delete, get, post};
 use futures::StreamExt;
 use playmark_core::checkpoint::parse_id;
 use playmark_core::{
-    Access, Checkpoint, CheckpointInput, DeviceId, FieldError, PlayerEvent, Position, Principal, ProfileId,
-    ProfileKey, ProgressKey, VideoId,
+    Access, AccountId, Checkpoint, CheckpointInput, DeviceId, FieldError, PlayerEvent, Position, Principal,
+    ProfileId, ProfileKey, ProgressKey, VideoId,
 };
 use playmark_wire::{
-    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, Record, ResumeResponse, Seconds,
-    UpdateOutcome, UpdateResponse,
+    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, Record, ResumeResponse,
+    Seconds, UpdateOutcome, UpdateResponse,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,6 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, MAX_BATCH_BODY_BYTES, Params, Warnings, parse_json};
+use super::limits::RateLimited;
 use crate::auth::Caller;
 
 /// Default and largest page of continue-watching.
@@ -118,22 +122,25 @@ pub async fn update(
     Caller(caller): Caller,
     body: JsonBody<UpdateRequest>,
 ) -> Result<(Warnings, Json<UpdateResponse>), ApiError> {
-    let answer = apply(&state, &caller, body.value).await?;
+    let spend = |c: &Checkpoint| admit(&state, &c.key.account_id, Some(&c.device_id));
+    let answer = apply(&state, &caller, body.value, spend).await?;
     Ok((body.warnings, Json(answer)))
 }
 
-/// Authorizes, validates and records one checkpoint: the update endpoint,
-/// and each item of a batch.
+/// Authorizes, validates, admits (`admit` spends the rate limits) and
+/// records one checkpoint: the update endpoint, and each item of a batch.
 async fn apply(
     state: &AppState,
     caller: &Principal,
     body: UpdateRequest,
+    admit: impl FnOnce(&Checkpoint) -> Result<(), ApiError>,
 ) -> Result<UpdateResponse, ApiError> {
     let mut input = CheckpointInput::from(body);
     let account = account_of(state, caller, input.account_id.take())?;
     input.account_id = Some(account.to_string());
     let checkpoint = Checkpoint::try_from(input)?;
     authorize(state, caller, &checkpoint.key.profile(), Access::Write)?;
+    admit(&checkpoint)?;
     let service = &state.service;
     let key = checkpoint.key.clone();
     let update = service.update(checkpoint).await?;
@@ -142,6 +149,16 @@ async fn apply(
         Ok(outcome) => Ok(UpdateResponse { outcome, record }),
         Err(_) => Err(ApiError::conflict(record)),
     }
+}
+
+/// Spends a token of the account's rate limit, and of the device's when
+/// the request names one: checked once the caller may act on the account,
+/// before the store is touched.
+fn admit(state: &AppState, account: &AccountId, device: Option<&DeviceId>) -> Result<(), ApiError> {
+    state.rate_limits.check(account, device).map_err(|limited| {
+        state.metrics.rate_limited.inc();
+        ApiError::rate_limited(&limited)
+    })
 }
 
 fn record_of(key: &ProgressKey, p: &playmark_core::Progress) -> Record {
@@ -280,12 +297,26 @@ pub async fn batch(
         }));
     }
     let (state, caller) = (&state, &caller);
+    // The batch counts once against each account it names: the first item
+    // of an account spends its token, the others share the verdict.
+    let verdicts: Mutex<HashMap<AccountId, Result<(), RateLimited>>> = Mutex::default();
+    let admit_once = |c: &Checkpoint| {
+        let mut verdicts = verdicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let verdict = *verdicts
+            .entry(c.key.account_id.clone())
+            .or_insert_with(|| state.rate_limits.check(&c.key.account_id, None));
+        verdict.map_err(|limited| {
+            state.metrics.rate_limited.inc();
+            ApiError::rate_limited(&limited)
+        })
+    };
+    let admit_once = &admit_once;
     // Results are positional, so an item's error names its own field. Each
     // item is authorized on its own: a foreign one fails alone.
-    let results = futures::stream::iter(parsed)
+    let results: Vec<BatchItem> = futures::stream::iter(parsed)
         .map(|item| async move {
             match item {
-                Ok(body) => apply(state, caller, body).await,
+                Ok(body) => apply(state, caller, body, admit_once).await,
                 Err(e) => Err(e),
             }
         })
@@ -296,6 +327,17 @@ pub async fn batch(
         })
         .collect()
         .await;
+    // Every item refused for its account's rate: the batch as a whole is
+    // refused, so the client retries it whole after the wait.
+    let verdicts = verdicts.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let refused_all = results
+        .iter()
+        .all(|item| matches!(item, BatchItem::Failed(e) if e.error.code == ErrorCode::RateLimited));
+    if refused_all
+        && let Some(longest) = verdicts.values().filter_map(|v| v.err()).max_by_key(|l| l.retry_after)
+    {
+        return Err(ApiError::rate_limited(&longest));
+    }
     Ok((warnings, Json(BatchResponse { results })))
 }
 
@@ -337,6 +379,7 @@ pub async fn hide(
 ) -> Result<(Warnings, StatusCode), ApiError> {
     let HideRequest { account_id, profile_id, video_id } = body.value;
     let key = title_key(&state, &caller, [account_id, profile_id, video_id], Access::Write)?;
+    admit(&state, &key.account_id, None)?;
     state.service.hide(&key).await?;
     Ok((body.warnings, StatusCode::NO_CONTENT))
 }
@@ -406,9 +449,10 @@ pub async fn resume(
     Params(query): Params<ResumeQuery>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
     let key = title_key(&state, &caller, [query.account_id, query.profile_id, query.video_id], Access::Read)?;
-    if let Some(device) = query.device_id {
-        DeviceId::parse(device).map_err(|e| FieldError::invalid("device_id", e))?;
-    }
+    let device = query
+        .device_id
+        .map(|device| DeviceId::parse(device).map_err(|e| FieldError::invalid("device_id", e)))
+        .transpose()?;
     let local = query
         .local_position
         .map(|raw| {
@@ -418,6 +462,7 @@ pub async fn resume(
             Position::from_secs(secs).map_err(|e| FieldError::invalid("local_position", e))
         })
         .transpose()?;
+    admit(&state, &key.account_id, device.as_ref())?;
     let resume = state.service.resume(&key, local).await?;
     let d = resume.decision;
     Ok(Json(ResumeResponse {
@@ -472,6 +517,7 @@ pub async fn continue_watching(
             FieldError::invalid("limit", format_args!("must be an integer from 1 to {MAX_LIMIT}"))
         })?,
     };
+    admit(&state, &profile.account_id, None)?;
     let rows = state.service.continue_watching(&profile, limit).await?;
     let items = rows.iter().map(|(video, p)| Record::of(&profile, video, p)).collect();
     Ok(Json(ContinueWatchingResponse { items }))
@@ -498,6 +544,7 @@ pub async fn forget(
     Params(query): Params<TitleQuery>,
 ) -> Result<StatusCode, ApiError> {
     let key = title_key(&state, &caller, query.parts(), Access::Write)?;
+    admit(&state, &key.account_id, None)?;
     state.service.delete(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

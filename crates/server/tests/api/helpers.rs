@@ -214,10 +214,19 @@ impl TestApp {
     }
 
     pub async fn resume_of(&self, account: &str, profile: &str, video: &str) -> Value {
-        let response = self
-            .get(&format!("/playback/resume?account_id={account}&profile_id={profile}&video_id={video}"))
-            .await;
-        json_of(response, StatusCode::OK).await
+        json_of(self.resume_of_raw(account, profile, video).await, StatusCode::OK).await
+    }
+
+    /// The resume answer, whatever its status.
+    pub async fn resume_of_raw(&self, account: &str, profile: &str, video: &str) -> Response {
+        self.get(&format!("/playback/resume?account_id={account}&profile_id={profile}&video_id={video}"))
+            .await
+    }
+
+    /// The same app, spoken to by `client` (HTTP/2, say).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
     }
 
     pub async fn delete(&self, video: &str) -> Response {

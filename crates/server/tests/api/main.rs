@@ -6,11 +6,13 @@ mod helpers;
 
 mod auth;
 mod concurrency;
+mod connections;
 mod continue_watching;
 mod delete;
 mod errors;
 mod lifecycle;
 mod ops;
+mod overload;
 mod player;
 mod resume;
 mod update;

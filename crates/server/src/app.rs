@@ -74,6 +74,7 @@ impl Application {
                 store,
                 Arc::clone(cache),
                 config.cache_timeout,
+                config.cache_write_timeout,
                 Arc::clone(&metrics),
             )) as Arc<dyn ProgressStore>,
             None => store,
@@ -105,7 +106,7 @@ impl Application {
             auth,
             cors_origins: Arc::new(config.cors_origins.clone()),
             rate_limits: Arc::new(RateLimits::new(config.account_rate, config.account_burst)),
-            max_in_flight: config.max_in_flight,
+            body_timeout: config.header_timeout,
         };
         Ok(Self { listener, addr, metrics_listener, state, config })
     }
@@ -179,7 +180,8 @@ impl Application {
             "playmark listening"
         );
         let metrics = Arc::clone(&state.metrics);
-        let server = crate::serve::serve(listener, http::router(state), options, metrics, signal);
+        let admission = limits::Admission::new(config.max_in_flight, Arc::clone(&metrics));
+        let server = crate::serve::serve(listener, http::router(state), options, admission, metrics, signal);
         let grace = config.shutdown_grace;
         tokio::select! {
             () = server => {}

@@ -5,11 +5,13 @@
 //! with or without a cache. It owns the cache policy:
 //!
 //! - **Write:** the store first (durable), then the cache, under the same
-//!   merge rule (compare-and-set). A cache update that fails or times out
-//!   never fails the write: the key goes on a repair list that a background
-//!   task replays (compare-and-set again, so replaying is always safe) as
-//!   soon as the cache answers, so an older cached value cannot hide the
-//!   write for longer than the cache takes to come back. A store write that
+//!   merge rule (compare-and-set), waiting for it up to the cache write
+//!   timeout. A cache update that fails or times out never fails the write:
+//!   the key goes on a repair list that a background task replays
+//!   (compare-and-set again, so replaying is always safe) as soon as the
+//!   cache answers. Until it is repaired, this node reads that key from the
+//!   store, so the write's own node never answers with an older cached
+//!   value. A store write that
 //!   fails, times out or is abandoned may still commit: its key is removed
 //!   from the cache at once and again [`SUSPECT_RECHECK`] later. Entries also
 //!   expire after the cache TTL, which bounds anything the repair list lost.
@@ -46,7 +48,10 @@ const REPAIR_CHUNK: usize = 256;
 pub struct CachedStore {
     store: Arc<dyn ProgressStore>,
     cache: Arc<dyn ProgressCache>,
+    /// Each cache read (and removal) waits this long at most.
     timeout: Duration,
+    /// A write waits this long at most for its cache update.
+    write_timeout: Duration,
     metrics: Arc<Metrics>,
     repairs: Arc<Repairs>,
 }
@@ -59,16 +64,23 @@ struct Repairs {
 }
 
 impl CachedStore {
-    /// Wraps `store` with `cache`; cache calls get `timeout` each.
+    /// Wraps `store` with `cache`: cache reads get `timeout` each, a
+    /// write's cache update `write_timeout`.
     pub fn new(
         store: Arc<dyn ProgressStore>,
         cache: Arc<dyn ProgressCache>,
         timeout: Duration,
+        write_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         let repairs = Arc::new(Repairs::default());
-        tokio::spawn(repair_loop(Arc::clone(&cache), Arc::clone(&repairs), timeout, Arc::clone(&metrics)));
-        Self { store, cache, timeout, metrics, repairs }
+        tokio::spawn(repair_loop(
+            Arc::clone(&cache),
+            Arc::clone(&repairs),
+            write_timeout,
+            Arc::clone(&metrics),
+        ));
+        Self { store, cache, timeout, write_timeout, metrics, repairs }
     }
 
     fn lookup(&self, result: &'static str) {
@@ -114,8 +126,12 @@ impl CachedStore {
     /// completes even if the caller stops waiting; a failed update queues a
     /// repair.
     async fn update_cache(&self, key: ProgressKey, standing: Entry) {
-        let (cache, repairs, metrics, timeout) =
-            (Arc::clone(&self.cache), Arc::clone(&self.repairs), Arc::clone(&self.metrics), self.timeout);
+        let (cache, repairs, metrics, timeout) = (
+            Arc::clone(&self.cache),
+            Arc::clone(&self.repairs),
+            Arc::clone(&self.metrics),
+            self.write_timeout,
+        );
         let update = tokio::spawn(async move {
             match tokio::time::timeout(timeout, cache.put(&key, &standing)).await {
                 Ok(Ok(_)) => {}
@@ -178,8 +194,32 @@ impl Repairs {
         self.wake.notify_one();
     }
 
-    fn take(&self) -> HashMap<ProgressKey, Entry> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProgressKey, Entry>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `key`'s cache entry may be older than the store's.
+    fn is_pending(&self, key: &ProgressKey) -> bool {
+        let pending = self.lock();
+        !pending.is_empty() && pending.contains_key(key)
+    }
+
+    /// What waits for repair now. The keys stay pending (and read from the
+    /// store) until [`repaired`](Self::repaired) says they landed.
+    fn snapshot(&self) -> Vec<(ProgressKey, Entry)> {
+        self.lock().iter().map(|(k, e)| (k.clone(), e.clone())).collect()
+    }
+
+    /// These entries are in the cache now: their keys are no longer
+    /// pending, unless a newer entry was queued for them meanwhile.
+    fn repaired(&self, done: &[(ProgressKey, Entry)], metrics: &Metrics) {
+        let mut pending = self.lock();
+        for (key, entry) in done {
+            if pending.get(key) == Some(entry) {
+                pending.remove(key);
+            }
+        }
+        metrics.cache_repairs_pending.set(pending.len() as i64);
     }
 }
 
@@ -198,32 +238,27 @@ async fn repair_loop(
             _ = repairs.stop.notified() => return,
         }
         loop {
-            let batch = repairs.take();
+            let batch = repairs.snapshot();
             if batch.is_empty() {
                 metrics.cache_repairs_pending.set(0);
                 break;
             }
             let reachable = matches!(tokio::time::timeout(timeout, cache.ping()).await, Ok(Ok(())));
-            let mut failed = Vec::new();
+            let mut done = Vec::new();
             if reachable {
-                let entries: Vec<_> = batch.into_iter().collect();
-                for chunk in entries.chunks(REPAIR_CHUNK) {
+                for chunk in batch.chunks(REPAIR_CHUNK) {
                     let puts = chunk.iter().map(|(k, e)| tokio::time::timeout(timeout, cache.put(k, e)));
-                    for ((k, e), result) in chunk.iter().zip(futures::future::join_all(puts).await) {
-                        if !matches!(result, Ok(Ok(_))) {
-                            failed.push((k.clone(), e.clone()));
+                    for (repair, result) in chunk.iter().zip(futures::future::join_all(puts).await) {
+                        if matches!(result, Ok(Ok(_))) {
+                            done.push(repair.clone());
                         }
                     }
                 }
-            } else {
-                failed.extend(batch);
             }
-            if failed.is_empty() {
+            repairs.repaired(&done, &metrics);
+            if done.len() == batch.len() {
                 pause = Duration::from_millis(50);
                 continue;
-            }
-            for (k, e) in failed {
-                repairs.push(k, e, &metrics);
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -251,17 +286,23 @@ impl ProgressStore for CachedStore {
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
-        match tokio::time::timeout(self.timeout, self.cache.get(key)).await {
-            Ok(Ok(Some(entry))) => {
-                self.lookup("hit");
-                return Ok(Some(entry));
+        if self.repairs.is_pending(key) {
+            // A write of this node did not reach the cache yet: the cached
+            // entry may be older than what this node acknowledged.
+            self.lookup("bypass");
+        } else {
+            match tokio::time::timeout(self.timeout, self.cache.get(key)).await {
+                Ok(Ok(Some(entry))) => {
+                    self.lookup("hit");
+                    return Ok(Some(entry));
+                }
+                Ok(Ok(None)) => self.lookup("miss"),
+                Ok(Err(e)) => {
+                    self.lookup("error");
+                    tracing::debug!(error = %e, "cache read failed; reading the store");
+                }
+                Err(_) => self.lookup("timeout"),
             }
-            Ok(Ok(None)) => self.lookup("miss"),
-            Ok(Err(e)) => {
-                self.lookup("error");
-                tracing::debug!(error = %e, "cache read failed; reading the store");
-            }
-            Err(_) => self.lookup("timeout"),
         }
         let entry = self.store.get(key).await?;
         if let Some(entry) = &entry {

@@ -110,7 +110,8 @@ pub struct Config {
     pub max_connections: Option<usize>,
 
     /// A client that has started a request must send its whole head (the
-    /// request line and headers) within this, or is disconnected.
+    /// request line and headers) within this, or is disconnected; its body
+    /// then has as long again (or the answer is 408 `request_timeout`).
     #[arg(long, env = "PLAYMARK_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 
@@ -119,9 +120,10 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Playback requests in flight at once (HTTP/2 streams included);
-    /// beyond it, requests are answered 503 `overloaded` at once, before
-    /// their bodies are read. /healthz, /readyz and /metrics are exempt.
+    /// Playback requests (/playback/*) in flight at once, HTTP/2 streams
+    /// included; beyond it, they are answered 503 `overloaded` at once,
+    /// before their bodies are read. Health checks, metrics, the OpenAPI
+    /// document and the demo page are never shed.
     #[arg(long, env = "PLAYMARK_MAX_IN_FLIGHT", default_value_t = 20_000)]
     pub max_in_flight: usize,
 
@@ -323,6 +325,13 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_CACHE_TIMEOUT", default_value = "25ms", value_parser = humantime::parse_duration)]
     pub cache_timeout: Duration,
 
+    /// How long a write waits for its cache update, once the store has it,
+    /// before answering anyway (the update is then retried in the
+    /// background, and this node reads the key from the store until it
+    /// lands).
+    #[arg(long, env = "PLAYMARK_CACHE_WRITE_TIMEOUT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub cache_write_timeout: Duration,
+
     /// Entries held by `--cache memory`.
     #[arg(long, env = "PLAYMARK_MEMORY_CACHE_CAPACITY", default_value_t = 1_000_000)]
     pub memory_cache_capacity: usize,
@@ -495,8 +504,21 @@ impl Config {
                 self.postgres_writers, self.postgres_pool_size
             ));
         }
-        if self.write_timeout.is_zero() || self.read_timeout.is_zero() || self.cache_timeout.is_zero() {
-            return Err("--write-timeout, --read-timeout and --cache-timeout must be above zero".into());
+        if self.write_timeout.is_zero()
+            || self.read_timeout.is_zero()
+            || self.cache_timeout.is_zero()
+            || self.cache_write_timeout.is_zero()
+        {
+            return Err(
+                "--write-timeout, --read-timeout, --cache-timeout and --cache-write-timeout must be above zero".into(),
+            );
+        }
+        if self.cache != CacheKind::None && self.cache_write_timeout >= self.write_timeout {
+            return Err(format!(
+                "--cache-write-timeout ({:?}) must be below --write-timeout ({:?}), or a slow cache turns durable \
+                 writes into 503s",
+                self.cache_write_timeout, self.write_timeout
+            ));
         }
         if self.cache_timeout >= self.read_timeout {
             return Err(format!(

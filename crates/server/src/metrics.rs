@@ -54,7 +54,8 @@ pub struct OutcomeLabels {
 /// Labels of a cache lookup.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
-    /// `hit`, `miss`, `error` or `timeout`.
+    /// `hit`, `miss`, `error`, `timeout`, or `bypass` (the key's cache
+    /// update is still pending, so the store answered).
     pub result: &'static str,
 }
 
@@ -186,7 +187,7 @@ impl Default for Metrics {
         let cache_lookups = Family::default();
         registry.register(
             "cache_lookups",
-            "Cache lookups by result (hit, miss, error, timeout)",
+            "Cache lookups by result (hit, miss, error, timeout, bypass)",
             cache_lookups.clone(),
         );
         let cache_update_failures = Counter::default();

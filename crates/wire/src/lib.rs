@@ -66,6 +66,9 @@ playmark_core::wire_names! {
         NotFound = "not_found",
         /// 405: the endpoint does not take this method.
         MethodNotAllowed = "method_not_allowed",
+        /// 408: the request body did not arrive within the header timeout;
+        /// nothing was read or written.
+        RequestTimeout = "request_timeout",
         /// 409: refused by the stale-device guard; the standing record is in
         /// the answer.
         Conflict = "conflict",
@@ -95,6 +98,7 @@ impl ErrorCode {
             403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
             409 => ErrorCode::Conflict,
             413 => ErrorCode::PayloadTooLarge,
             415 => ErrorCode::UnsupportedMediaType,

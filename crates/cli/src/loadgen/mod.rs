@@ -42,8 +42,15 @@ pub enum Mode {
     Update,
     /// Both, `--update-share` of them updates.
     Mixed,
+    /// Only `GET /playback/continue-watching` (limit 20), for profile A of
+    /// the accounts.
+    ContinueWatching,
     /// Simulated viewers with sessions, pauses and device switches.
     Viewers,
+    /// Open `--concurrency` keep-alive connections, one resume on each,
+    /// and hold them open for `--duration` (the server's memory per
+    /// connection).
+    Hold,
 }
 
 /// How simulated players decide when to checkpoint.
@@ -80,6 +87,10 @@ pub struct LoadgenArgs {
     /// Distinct accounts in raw modes (each with profile A and titles V0..V4).
     #[arg(long, env = "PLAYMARK_LOADGEN_ACCOUNTS", default_value_t = 100_000)]
     pub accounts: u64,
+    /// Raw modes: accounts are named PREFIX-0, PREFIX-1, ... (`acct` is
+    /// what --preload loads).
+    #[arg(long, env = "PLAYMARK_LOADGEN_ACCOUNT_PREFIX", default_value = "acct")]
+    pub account_prefix: String,
     /// Viewers mode: simulated viewers, all watching at once.
     #[arg(long, env = "PLAYMARK_LOADGEN_VIEWERS", default_value_t = 200)]
     pub viewers: usize,
@@ -112,10 +123,15 @@ pub struct LoadgenArgs {
     /// ephemeral ports.
     #[arg(long, env = "PLAYMARK_LOADGEN_SOURCES", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
     pub sources: u8,
-    /// Bulk-load this many synthetic records (accounts preload-0.. x 5
-    /// titles) before the run.
+    /// Bulk-load this many synthetic records (accounts acct-0.., each with
+    /// --preload-titles titles in profile A) before the run.
     #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD", default_value_t = 0)]
     pub preload: u64,
+    /// Titles per preloaded profile: 5 matches the raw modes' V0..V4; one
+    /// profile of 100,000 titles is `--preload 100000 --preload-titles
+    /// 100000`.
+    #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD_TITLES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub preload_titles: u64,
     /// A bearer token sent with every request, for a node with --auth jwt
     /// (a `playback:admin` token reaches every simulated account).
     #[arg(long, env = "PLAYMARK_LOADGEN_TOKEN", hide_env_values = true)]
@@ -153,6 +169,10 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         Mode::Viewers => {
             let (stats, elapsed, sim) = viewers::run(&args, &target).await;
             (stats::summarize(&stats, elapsed), elapsed, Some(sim))
+        }
+        Mode::Hold => {
+            let (stats, elapsed) = hold(&args, &target).await;
+            (stats::summarize(&stats, elapsed), elapsed, None)
         }
         _ => {
             let (stats, elapsed) = raw(&args, &target).await;
@@ -279,23 +299,31 @@ async fn raw(args: &LoadgenArgs, target: &Arc<http::Target>) -> (BTreeMap<String
                             now
                         }
                     };
-                    let account = format!("acct-{}", rng.u64(0..args.accounts.max(1)));
+                    let account = format!("{}-{}", args.account_prefix, rng.u64(0..args.accounts.max(1)));
                     let video = format!("V{}", rng.u8(0..5));
-                    let update = match args.mode {
-                        Mode::Update => true,
-                        Mode::Resume => false,
-                        _ => rng.f64() < args.update_share,
+                    let kind = match args.mode {
+                        Mode::Update => "update",
+                        Mode::ContinueWatching => "continue_watching",
+                        Mode::Mixed if rng.f64() < args.update_share => "update",
+                        _ => "resume",
                     };
-                    let (kind, answer) = if update {
-                        let body = checkpoint_body(&account, &video, f64::from(rng.u32(0..3600)), "tv");
-                        (
-                            "update",
-                            conn.send(&recorder, Method::POST, "/playback/update", Some(body.into())).await,
-                        )
-                    } else {
-                        let path =
-                            format!("/playback/resume?account_id={account}&profile_id=A&video_id={video}");
-                        ("resume", conn.send(&recorder, Method::GET, &path, None).await)
+                    let answer = match kind {
+                        "update" => {
+                            let body = checkpoint_body(&account, &video, f64::from(rng.u32(0..3600)), "tv");
+                            conn.send(&recorder, Method::POST, "/playback/update", Some(body.into())).await
+                        }
+                        "continue_watching" => {
+                            let path = format!(
+                                "/playback/continue-watching?account_id={account}&profile_id=A&limit=20"
+                            );
+                            conn.send(&recorder, Method::GET, &path, None).await
+                        }
+                        _ => {
+                            let path = format!(
+                                "/playback/resume?account_id={account}&profile_id=A&video_id={video}"
+                            );
+                            conn.send(&recorder, Method::GET, &path, None).await
+                        }
                     };
                     // Not connected: the failed connect is recorded, the
                     // request was never sent.
@@ -316,6 +344,56 @@ async fn raw(args: &LoadgenArgs, target: &Arc<http::Target>) -> (BTreeMap<String
     ticker.abort();
     bar.finish_and_clear();
     (recorder.take(), start.elapsed())
+}
+
+/// Hold mode: `--concurrency` connections opened (spread over
+/// `--sources`), a resume on each, then held idle for `--duration` while
+/// the caller measures the server; closed at the end.
+async fn hold(args: &LoadgenArgs, target: &Arc<http::Target>) -> (BTreeMap<String, Stats>, Duration) {
+    let recorder = Arc::new(Recorder::default());
+    let bar = progress(args, args.concurrency as u64, "connections");
+    let start = Instant::now();
+    // Opened a few hundred at a time: this measures memory, not a storm.
+    let opened: Vec<Conn> = open_held(args, target, &recorder, &bar).await;
+    bar.finish_and_clear();
+    if !args.quiet && !args.json {
+        eprintln!("holding {} connections for {:?}", opened.len(), args.duration);
+    }
+    tokio::time::sleep(args.duration).await;
+    drop(opened);
+    (recorder.take(), start.elapsed())
+}
+
+/// Opens the hold mode's connections, 256 at a time, each with one resume.
+async fn open_held(
+    args: &LoadgenArgs,
+    target: &Arc<http::Target>,
+    recorder: &Arc<Recorder>,
+    bar: &ProgressBar,
+) -> Vec<Conn> {
+    let mut opened = Vec::with_capacity(args.concurrency);
+    for chunk_start in (0..args.concurrency).step_by(256) {
+        let chunk: Vec<_> = (chunk_start..(chunk_start + 256).min(args.concurrency))
+            .map(|i| {
+                let (target, recorder) = (Arc::clone(target), Arc::clone(recorder));
+                tokio::spawn(async move {
+                    let mut conn = Conn::new(&target, i);
+                    let path = format!("/playback/resume?account_id=hold-{i}&profile_id=A&video_id=V1");
+                    if let Some(answer) = conn.send(&recorder, Method::GET, &path, None).await {
+                        recorder.record("resume", answer.took, answer.status);
+                    }
+                    conn
+                })
+            })
+            .collect();
+        for task in chunk {
+            if let Ok(conn) = task.await {
+                opened.push(conn);
+                bar.inc(1);
+            }
+        }
+    }
+    opened
 }
 
 /// The open-loop clock: a thread that adds a permit for each request as it
@@ -369,6 +447,14 @@ async fn preload(args: &LoadgenArgs, target: &Arc<http::Target>) -> anyhow::Resu
     const PER_BATCH: u64 = 500;
     let total = args.preload;
     let batches = total.div_ceil(PER_BATCH);
+    let titles = args.preload_titles;
+    // Distinct, increasing times, so a profile's continue-watching order is
+    // known (the newest record is the last one loaded).
+    let base_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        - total
+        - 60_000;
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress(args, total, "preload");
     let start = Instant::now();
@@ -386,9 +472,9 @@ async fn preload(args: &LoadgenArgs, target: &Arc<http::Target>) -> anyhow::Resu
                     }
                     let records = (b * PER_BATCH..((b + 1) * PER_BATCH).min(total))
                         .map(|r| {
-                            json!({"account_id": format!("acct-{}", r / 5), "profile_id": "A",
-                                   "video_id": format!("V{}", r % 5), "position": (r % 3000) as f64 + 300.0,
-                                   "device_id": "preload", "duration": 3600})
+                            json!({"account_id": format!("acct-{}", r / titles), "profile_id": "A",
+                                   "video_id": format!("V{}", r % titles), "position": (r % 3000) as f64 + 300.0,
+                                   "device_id": "preload", "duration": 3600, "updated_at": base_ms + r})
                         })
                         .collect::<Vec<_>>();
                     let n = records.len() as u64;

@@ -79,6 +79,8 @@ pub struct Summary {
     pub p50_ms: f64,
     /// 90th percentile.
     pub p90_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
     /// 99.9th percentile.
@@ -101,6 +103,7 @@ pub fn summarize(stats: &BTreeMap<String, Stats>, elapsed: Duration) -> Vec<Summ
             throughput: s.count() as f64 / secs,
             p50_ms: ms(s.latency.value_at_quantile(0.50)),
             p90_ms: ms(s.latency.value_at_quantile(0.90)),
+            p95_ms: ms(s.latency.value_at_quantile(0.95)),
             p99_ms: ms(s.latency.value_at_quantile(0.99)),
             p999_ms: ms(s.latency.value_at_quantile(0.999)),
             max_ms: ms(s.latency.max()),
@@ -111,17 +114,17 @@ pub fn summarize(stats: &BTreeMap<String, Stats>, elapsed: Duration) -> Vec<Summ
 /// The summary as a table a person reads.
 pub fn table(rows: &[Summary]) -> String {
     let mut out = format!(
-        "{:<10} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "{:<18} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
         "kind", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<10} {:>10} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
+            "{:<18} {:>10} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
             r.kind, r.requests, r.errors, r.throughput, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
         ));
         for (status, n) in &r.errors_by_status {
             let what = if *status == 0 { "no answer".to_owned() } else { format!("HTTP {status}") };
-            out.push_str(&format!("{:<10} {n:>10} x {what}\n", ""));
+            out.push_str(&format!("{:<18} {n:>10} x {what}\n", ""));
         }
     }
     out

@@ -32,9 +32,12 @@ pub struct Simulation {
     pub writes_per_viewer_hour: f64,
     /// Device switches checked.
     pub handoffs: u64,
-    /// Resumes after a switch that returned less than the position the
-    /// previous device had acknowledged. Must be 0.
+    /// Resumes after a switch that answered with less than the position
+    /// the previous device had acknowledged. Must be 0.
     pub handoff_violations: u64,
+    /// Resumes after a switch that got no answer to check (an error: it is
+    /// counted with the resumes' errors too).
+    pub handoffs_unanswered: u64,
     /// How long the run should have taken: the ramp, then one session at
     /// `--speedup`.
     pub scheduled_s: f64,
@@ -57,7 +60,8 @@ impl fmt::Display for Simulation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} sessions, {:.1} viewer-hours, {} writes ({:.1} per viewer-hour), {} handoffs, {} handoff violations\n\
+            "{} sessions, {:.1} viewer-hours, {} writes ({:.1} per viewer-hour), {} handoffs, {} handoff violations, \
+             {} handoffs unanswered\n\
              schedule: {:.1} s planned, {:.1} s taken; writes {:.0}/s planned, {:.0}/s achieved; \
              step lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.sessions,
@@ -66,6 +70,7 @@ impl fmt::Display for Simulation {
             self.writes_per_viewer_hour,
             self.handoffs,
             self.handoff_violations,
+            self.handoffs_unanswered,
             self.scheduled_s,
             self.elapsed_s,
             self.scheduled_writes_per_s,
@@ -95,21 +100,55 @@ struct Device {
     acknowledged: Option<f64>,
     /// Its resume request, built once.
     resume_path: String,
+    /// Where and when the policy last sent (or playback started): what
+    /// its next send depends on while the viewer just keeps watching.
+    mark_ms: Option<u64>,
+    mark_at_ms: u64,
 }
 
 impl Device {
     fn new(name: &'static str, account: &str, video: &str) -> Self {
         Self {
             name,
-            policy: CheckpointPolicy::new(CheckpointConfig::default()),
+            policy: CheckpointPolicy::new(CHECKPOINTING),
             last_naive_s: 0,
             acknowledged: None,
             resume_path: format!(
                 "/playback/resume?account_id={account}&profile_id=A&video_id={video}&device_id={name}"
             ),
+            mark_ms: None,
+            mark_at_ms: 0,
         }
     }
+
+    fn play(&mut self, now_ms: u64, position_ms: u64) {
+        let _ = self.policy.handle(PlayerInput::Play { now: now_ms, position: position_ms });
+        self.mark_ms.get_or_insert(position_ms);
+        self.mark_at_ms = now_ms;
+    }
+
+    /// Steps of uninterrupted playback, from `t` at `position_ms`, before
+    /// the one at which this device may send: each step before it would be
+    /// a tick the policy skips, so the simulation need not wake for it.
+    fn quiet_steps(&self, checkpointing: Checkpointing, t: u64, position_ms: u64) -> u64 {
+        let step_ms = STEP_S * 1000;
+        let sending_step = match checkpointing {
+            Checkpointing::Naive => (self.last_naive_s + NAIVE_EVERY_S).saturating_sub(t).div_ceil(STEP_S),
+            Checkpointing::Smart => {
+                let moved = position_ms.abs_diff(self.mark_ms.unwrap_or(position_ms));
+                let by_delta = CHECKPOINTING.delta_ms.saturating_sub(moved).div_ceil(step_ms);
+                let by_interval = (self.mark_at_ms + CHECKPOINTING.max_interval_ms)
+                    .saturating_sub(t * 1000)
+                    .div_ceil(step_ms);
+                by_delta.min(by_interval)
+            }
+        };
+        sending_step.max(1) - 1
+    }
 }
+
+/// The players' checkpoint policy.
+const CHECKPOINTING: CheckpointConfig = CheckpointConfig { delta_ms: 30_000, max_interval_ms: 60_000 };
 
 /// What a resume answer holds that the simulation reads.
 #[derive(Deserialize)]
@@ -132,11 +171,15 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn resume(&mut self, device: &Device) -> Option<f64> {
-        let answer = self.conn.send(self.recorder, Method::GET, &device.resume_path, None).await?;
+    /// Asks where to resume; returns the answer's status (0: none, or no
+    /// connection) and the position found.
+    async fn resume(&mut self, device: &Device) -> (u16, Option<f64>) {
+        let Some(answer) = self.conn.send(self.recorder, Method::GET, &device.resume_path, None).await else {
+            return (0, None);
+        };
         self.recorder.record("resume", answer.took, answer.status);
-        let resumed: Resumed = serde_json::from_slice(&answer.body).ok()?;
-        resumed.record.map(|r| r.position)
+        let resumed: Option<Resumed> = serde_json::from_slice(&answer.body).ok();
+        (answer.status, resumed.and_then(|r| r.record).map(|r| r.position))
     }
 
     async fn write(&mut self, device: &mut Device, position_ms: u64, event: &str) {
@@ -166,6 +209,7 @@ impl Session<'_> {
         match self.args.checkpointing {
             Checkpointing::Smart => {
                 if let Ok(send) = device.policy.handle(input) {
+                    (device.mark_ms, device.mark_at_ms) = (Some(send.position), send.at);
                     self.write(device, send.position, send.event.as_str()).await;
                     let _ = device.policy.handle(PlayerInput::Sent { now: send.at, ok: true });
                 }
@@ -229,12 +273,41 @@ pub async fn run(
                     (at, at + rng.u64(60..180))
                 });
                 let mut device = Device::new("tv", &s.account, &s.video);
-                let mut position_ms = s.resume(&device).await.map_or(0, |p| (p * 1000.0) as u64);
+                let (status, resumed) = s.resume(&device).await;
+                // What the viewer waited for when opening the app: the
+                // connection and the first resume, from the planned start.
+                recorder.record("start", begins.elapsed(), status);
+                let mut position_ms = resumed.map_or(0, |p| (p * 1000.0) as u64);
                 let now = |t: u64| t * 1000;
-                let _ = device.policy.handle(PlayerInput::Play { now: 0, position: position_ms });
+                device.play(0, position_ms);
+                // The steps at which something other than a skipped tick
+                // happens: the pause, its end, the switch, the end.
+                let switch_step_t = switch_at.map(|at| at.div_ceil(STEP_S) * STEP_S);
+                let events: Vec<u64> =
+                    [pause.map(|p| p.0), pause.map(|p| p.1), switch_step_t, Some(session_s)]
+                        .into_iter()
+                        .flatten()
+                        .collect();
                 let mut t = 0;
                 let mut step = 0u32;
                 while t < session_s {
+                    // Skip the steps that would only feed the policy a tick
+                    // it ignores (or pass a pause): fewer wake-ups per viewer.
+                    let next_event = events.iter().copied().filter(|&e| e > t).min().unwrap_or(session_s);
+                    let until_event = (next_event - t) / STEP_S;
+                    let paused_now = pause.is_some_and(|(from, to)| (from..to).contains(&t));
+                    let quiet = if paused_now {
+                        until_event.saturating_sub(1)
+                    } else {
+                        device
+                            .quiet_steps(args.checkpointing, t, position_ms)
+                            .min(until_event.saturating_sub(1))
+                    };
+                    step += u32::try_from(quiet).unwrap_or(0);
+                    t += quiet * STEP_S;
+                    if !paused_now {
+                        position_ms += quiet * STEP_S * 1000;
+                    }
                     step += 1;
                     // Each step at its time, not after the last one's
                     // requests: a generator or server that falls behind
@@ -253,8 +326,7 @@ pub async fn run(
                         )
                         .await;
                     } else if pause.is_some_and(|(_, to)| t == to) {
-                        let _ =
-                            device.policy.handle(PlayerInput::Play { now: now(t), position: position_ms });
+                        device.play(now(t), position_ms);
                     }
                     if !paused {
                         position_ms += STEP_S * 1000;
@@ -286,14 +358,16 @@ pub async fn run(
                         if !args.http2 {
                             s.conn = Conn::new(&target, v + args.viewers);
                         }
-                        let resumed = s.resume(&device).await;
+                        let (status, resumed) = s.resume(&device).await;
                         s.sim.handoffs += 1;
-                        if !handoff_ok(acknowledged, resumed) {
+                        if status != 200 {
+                            // No answer to check (counted as an error).
+                            s.sim.handoffs_unanswered += 1;
+                        } else if !handoff_ok(acknowledged, resumed) {
                             s.sim.handoff_violations += 1;
                         }
                         position_ms = resumed.map_or(position_ms, |p| (p * 1000.0) as u64);
-                        let _ =
-                            device.policy.handle(PlayerInput::Play { now: now(t), position: position_ms });
+                        device.play(now(t), position_ms);
                     }
                 }
                 s.step(&mut device, PlayerInput::Stop { now: now(t), position: position_ms }, t, position_ms)
@@ -311,6 +385,7 @@ pub async fn run(
             sim.writes += one.writes;
             sim.handoffs += one.handoffs;
             sim.handoff_violations += one.handoff_violations;
+            sim.handoffs_unanswered += one.handoffs_unanswered;
         }
     }
     let elapsed = start.elapsed();
@@ -336,6 +411,11 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_simulated_players_use_the_default_policy() {
+        assert_eq!(CHECKPOINTING, CheckpointConfig::default());
+    }
 
     #[test]
     fn the_handoff_check_wants_at_least_the_acknowledged_position() {

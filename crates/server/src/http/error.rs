@@ -88,6 +88,18 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive in time.
+    pub fn request_timeout(within: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s (--header-timeout); nothing was read or written",
+                within.as_secs_f64()
+            ),
+        )
+    }
+
     /// 409: the stale-device guard refused the update; `record` stands.
     pub fn conflict(record: Option<Record>) -> Self {
         let mut e = Self::new(

@@ -43,13 +43,17 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::unsupported_media_type());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(LIMIT)
-            } else {
-                ApiError::malformed(format!("could not read the request body: {}", rejection.body_text()))
-            }
-        })?;
+        // A client that trickles its body is held to the header timeout
+        // too: a slow body must not hold a request slot for ever.
+        let read = tokio::time::timeout(state.body_timeout, Bytes::from_request(req, state));
+        let bytes =
+            read.await.map_err(|_| ApiError::request_timeout(state.body_timeout))?.map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::payload_too_large(LIMIT)
+                } else {
+                    ApiError::malformed(format!("could not read the request body: {}", rejection.body_text()))
+                }
+            })?;
         let (value, unknown) = parse_json(&bytes)?;
         let warnings = state.unknown_fields(unknown, "", "")?;
         Ok(JsonBody { value, warnings })

@@ -1,20 +1,22 @@
 //! What one client may take: a token bucket per account and, within it,
 //! per device (`--account-rate`, `--account-burst`), and the node's bound
 //! on requests in flight (`--max-in-flight`). See docs/design.md#overload.
+//!
+//! The bound on requests in flight is a counter rather than tower's
+//! load-shed over a concurrency limit: those allocate a semaphore future per
+//! request, which cost resumes about 4 µs (a fifth) in a side-by-side run.
 
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use playmark_core::{AccountId, DeviceId};
-use tower::BoxError;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 
 use super::error::ApiError;
 use crate::metrics::Metrics;
@@ -114,33 +116,52 @@ pub async fn forget_idle_every(limits: Arc<RateLimits>, period: Duration) {
     }
 }
 
-/// `routes` with requests beyond `max_in_flight` shed at once with 503
-/// `overloaded` and `Retry-After`, before their bodies are read: tower's
-/// load-shed over a concurrency limit shared by every route.
-pub fn shed<S: Clone + Send + Sync + 'static>(
-    routes: axum::Router<S>,
-    max_in_flight: usize,
+/// The node's bound on playback requests in flight (`--max-in-flight`):
+/// one counter, checked as each request arrives, before its body is read
+/// (crates/server/src/serve/conn.rs). HTTP/2 streams are requests too.
+#[derive(Debug)]
+pub struct Admission {
+    in_flight: AtomicUsize,
+    max: usize,
     metrics: Arc<Metrics>,
-) -> axum::Router<S> {
-    routes.layer(
-        tower::ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(move |e: BoxError| {
-                let metrics = Arc::clone(&metrics);
-                async move { shed_response(&metrics, &e) }
-            }))
-            .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::new(max_in_flight)),
-    )
 }
 
-fn shed_response(metrics: &Metrics, e: &BoxError) -> Response {
-    if e.is::<tower::load_shed::error::Overloaded>() {
-        metrics.shed.inc();
+/// One admitted request; dropping it frees its place.
+#[derive(Debug)]
+pub struct Admitted(Arc<Admission>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    /// At most `max` in flight; sheds are counted in `metrics`.
+    pub fn new(max: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self { in_flight: AtomicUsize::new(0), max, metrics })
+    }
+
+    /// Whether `path` is held to the bound: the playback routes. Health
+    /// checks, metrics, the OpenAPI document and the demo page never are.
+    pub fn applies_to(path: &str) -> bool {
+        path.starts_with("/playback/")
+    }
+
+    /// A place for one more request, or `None` (counted as shed) when
+    /// `max` are in flight already: answer it with [`Admission::shed`].
+    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.shed.inc();
+            return None;
+        }
+        Some(Admitted(Arc::clone(self)))
+    }
+
+    /// The answer to a shed request: 503 `overloaded` with `Retry-After`.
+    pub fn shed() -> Response {
         ApiError::overloaded().into_response()
-    } else {
-        // The routes below are infallible; nothing else reaches here.
-        tracing::error!(error = %e, "unexpected error from the in-flight limit");
-        ApiError::internal().into_response()
     }
 }
 
@@ -205,5 +226,33 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         limits.forget_idle();
         assert_eq!(limits.tracked(), 0);
+    }
+}
+
+#[cfg(test)]
+mod admission {
+    use super::*;
+
+    #[test]
+    fn beyond_the_bound_requests_are_shed_and_a_freed_place_admits_again() {
+        let admission = Admission::new(2, Arc::new(Metrics::default()));
+        let (a, b) = (admission.admit().expect("first"), admission.admit().expect("second"));
+        assert!(admission.admit().is_none(), "a third is shed");
+        let shed = Admission::shed();
+        assert_eq!(shed.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(shed.headers().contains_key("retry-after"));
+        drop(a);
+        let c = admission.admit().expect("a place freed");
+        drop((b, c));
+        assert_eq!(admission.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn only_the_playback_routes_are_bounded() {
+        assert!(Admission::applies_to("/playback/update"));
+        for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/sdk/playmark.js", "/playback"]
+        {
+            assert!(!Admission::applies_to(path), "{path}");
+        }
     }
 }

@@ -44,9 +44,8 @@ pub struct AppState {
     pub cors_origins: Arc<Vec<String>>,
     /// The per-account and per-device rate limits.
     pub rate_limits: Arc<limits::RateLimits>,
-    /// Playback requests in flight at most (`--max-in-flight`); beyond it
-    /// they are shed.
-    pub max_in_flight: usize,
+    /// How long a request body may take to arrive (`--header-timeout`).
+    pub body_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -86,11 +85,8 @@ impl FromRef<AppState> for Arc<PlaybackService> {
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
-    // Only the playback routes are shed: health checks and metrics answer
-    // however busy the node is.
-    let playback = limits::shed(playback::router(), state.max_in_flight, Arc::clone(&state.metrics));
     let router = Router::new()
-        .merge(playback)
+        .merge(playback::router())
         .merge(ops::router())
         .merge(assets::router())
         .fallback(not_found)

@@ -116,7 +116,9 @@ pub fn document(auth: bool) -> utoipa::openapi::OpenApi {
 
 /// Declares the answers of the overload limits on every playback
 /// operation: 429 `rate_limited` (the account's or device's rate) and 503
-/// `overloaded` (`--max-in-flight`), each with `Retry-After`.
+/// `overloaded` (`--max-in-flight`), each with `Retry-After`; and, where a
+/// body is sent, 408 `request_timeout` (a body slower than the header
+/// timeout).
 fn add_limits(doc: &mut utoipa::openapi::OpenApi) {
     let error = || ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
     let retry_after = || {
@@ -132,7 +134,21 @@ fn add_limits(doc: &mut utoipa::openapi::OpenApi) {
             continue;
         }
         for operation in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+            let has_body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
+            if has_body {
+                responses.insert(
+                    "408".into(),
+                    ResponseBuilder::new()
+                        .description(
+                            "`request_timeout`: the body did not arrive within --header-timeout; nothing was read \
+                             or written",
+                        )
+                        .content("application/json", error())
+                        .build()
+                        .into(),
+                );
+            }
             responses.insert(
                 "429".into(),
                 ResponseBuilder::new()

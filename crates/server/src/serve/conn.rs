@@ -29,6 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
+use crate::http::limits::Admission;
+
 /// The two clocks of a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -108,18 +110,20 @@ impl Drop for InFlight {
     }
 }
 
-/// The application router, as one connection's hyper service: it tells the
+/// The application router, as one connection's hyper service: it admits
+/// playback requests under the node's in-flight bound, and tells the
 /// connection's state when a request begins and when its answer is ready.
 #[derive(Clone)]
 pub struct ConnService {
     router: Router,
+    admission: Arc<Admission>,
     state: Arc<ConnState>,
 }
 
 impl ConnService {
     /// `router` serving the connection whose state is `state`.
-    pub fn new(router: Router, state: Arc<ConnState>) -> Self {
-        Self { router, state }
+    pub fn new(router: Router, admission: Arc<Admission>, state: Arc<ConnState>) -> Self {
+        Self { router, admission, state }
     }
 }
 
@@ -130,10 +134,20 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::begin(&self.state);
+        // Shed before anything else is done with the request (its body
+        // is not read).
+        let admitted = if Admission::applies_to(request.uri().path()) {
+            match self.admission.admit() {
+                Some(admitted) => Some(admitted),
+                None => return Box::pin(std::future::ready(Ok(Admission::shed()))),
+            }
+        } else {
+            None
+        };
         let answer = self.router.clone().oneshot(Request::from(request.map(axum::body::Body::new)));
         Box::pin(async move {
             let response = answer.await;
-            drop(in_flight);
+            drop((admitted, in_flight));
             response
         })
     }
@@ -233,13 +247,24 @@ impl<T> TimedIo<T> {
 
     /// After a read found nothing to return: arms the clock, and fails the
     /// read if it ran out.
+    ///
+    /// The timer is moved earlier at once (a head starting on an idle
+    /// connection), but later only when it fires: after each answer the
+    /// idle deadline moves on, and resetting the timer for every request
+    /// would cost more than the one extra wake-up per idle period.
     fn poll_clock(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         match self.deadline() {
             Some((deadline, expiry)) => {
-                if self.timer.deadline() != deadline {
+                let armed = self.timer.deadline();
+                if deadline < armed || (deadline > armed && self.timer.is_elapsed()) {
                     self.timer.as_mut().reset(deadline);
                 }
                 ready!(self.timer.as_mut().poll(cx));
+                if Instant::now() < deadline {
+                    // An old deadline fired: the real one is later.
+                    self.timer.as_mut().reset(deadline);
+                    ready!(self.timer.as_mut().poll(cx));
+                }
                 self.state.expired.store(
                     match expiry {
                         Expiry::Header => 1,
@@ -259,9 +284,8 @@ impl<T> TimedIo<T> {
                 // A request is in flight. Keep a clock armed anyway, so the
                 // idle clock is looked at again even if no read is polled
                 // after the answer leaves.
-                let now = Instant::now();
-                if self.timer.deadline() <= now {
-                    self.timer.as_mut().reset(now + self.timeouts.idle);
+                if self.timer.is_elapsed() {
+                    self.timer.as_mut().reset(Instant::now() + self.timeouts.idle);
                 }
                 let _ = self.timer.as_mut().poll(cx);
                 Poll::Pending

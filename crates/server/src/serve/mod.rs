@@ -10,6 +10,8 @@
 //! - an accept error such as EMFILE is logged and backed off for a few
 //!   milliseconds (never a spin, a crash or a one-second stall);
 //! - each connection runs under its header and idle clocks ([`conn`]);
+//! - playback requests beyond `--max-in-flight` (HTTP/2 streams included)
+//!   are shed as they arrive ([`Admission`]);
 //! - on shutdown, accepting stops and each connection finishes its
 //!   requests in flight, then closes.
 
@@ -28,6 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
+use crate::http::limits::Admission;
 use crate::metrics::{ConnectionLabels, Metrics};
 use conn::{ConnService, ConnState, Expiry, TimedIo, Timeouts};
 
@@ -107,6 +110,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     options: ServeOptions,
+    admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -148,11 +152,12 @@ pub async fn serve(
         metrics.connections_open.inc();
         let (builder, watcher, metrics, timeouts) =
             (Arc::clone(&builder), graceful.watcher(), Arc::clone(&metrics), options.timeouts);
-        let router = router.clone();
+        let (router, admission) = (router.clone(), Arc::clone(&admission));
         tokio::spawn(async move {
             let state = ConnState::new();
             let io = TokioIo::new(TimedIo::new(stream, Arc::clone(&state), timeouts));
-            let connection = builder.serve_connection(io, ConnService::new(router, Arc::clone(&state)));
+            let connection =
+                builder.serve_connection(io, ConnService::new(router, admission, Arc::clone(&state)));
             let result = watcher.watch(connection).await;
             // hyper may end an idle connection whose read failed without an
             // error: the clock's own record says whether it expired.

@@ -95,6 +95,28 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_is_refused_after_the_header_timeout() {
+    let app = TestApp::spawn_with(|c| c.header_timeout = Duration::from_secs(1)).await;
+    let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+    // A whole head, then 10 bytes of a 100-byte body, then nothing.
+    stream
+        .write_all(
+            b"POST /playback/update HTTP/1.1\r\nHost: playmark\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"account_",
+        )
+        .await
+        .expect("write");
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+        .await
+        .expect("answered within 10 s")
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    // Nothing was written.
+    assert_eq!(app.resume("V1").await["found"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
     let app = TestApp::spawn_with(|c| c.header_timeout = Duration::from_secs(1)).await;
     let mut stream = TcpStream::connect(app.addr).await.expect("connect");

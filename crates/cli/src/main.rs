@@ -75,7 +75,7 @@ fn serve(config: Config, files: std::io::Result<(u64, u64)>) -> anyhow::Result<(
     telemetry::init(config.log_format, &config.log_level)?;
     match files {
         Ok((soft, hard)) if soft == hard => {
-            tracing::info!(open_files = soft, "open-file limit raised to the hard limit")
+            tracing::info!(open_files = soft, "open-file limit at its hard limit")
         }
         Ok((soft, hard)) => tracing::warn!(open_files = soft, hard, "open-file limit below the hard limit"),
         Err(e) => {

@@ -155,7 +155,9 @@ impl Application {
                 }
             });
         }
-        let limits = sweeper::Limits { ttl: config.ttl(), max_titles: config.max_titles() };
+        // DynamoDB deletes expired items itself (its TTL): no sweep for that.
+        let ttl = if config.store == StoreKind::Dynamodb { None } else { config.ttl() };
+        let limits = sweeper::Limits { ttl, max_titles: config.max_titles() };
         let sweeper = (limits.ttl.is_some() || limits.max_titles.is_some()).then(|| {
             tokio::spawn(sweeper::run(Arc::clone(&service), limits, config.sweep_interval, stop_rx.clone()))
         });
@@ -256,6 +258,16 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProgressStore>> {
         }
         #[cfg(not(feature = "postgres"))]
         StoreKind::Postgres => anyhow::bail!("this playmark was built without the postgres feature"),
+        #[cfg(feature = "dynamodb")]
+        StoreKind::Dynamodb => {
+            let store =
+                playmark_store::dynamodb::DynamoStore::connect(config.dynamo_options()).await.context(
+                    "cannot use DynamoDB (check --dynamodb-endpoint, AWS_REGION and the AWS credentials)",
+                )?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "dynamodb"))]
+        StoreKind::Dynamodb => anyhow::bail!("this playmark was built without the dynamodb feature"),
     }
 }
 

@@ -24,6 +24,10 @@ pub enum StoreKind {
     /// PostgreSQL (or Postgres-wire distributed SQL) at `--postgres-url`,
     /// shared by any number of nodes.
     Postgres,
+    /// DynamoDB (or ScyllaDB Alternator, or an emulator at
+    /// `--dynamodb-endpoint`), shared by any number of nodes; region and
+    /// credentials from the AWS chain (AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+    Dynamodb,
 }
 
 /// What caches entries in front of the store.
@@ -293,6 +297,28 @@ pub struct Config {
     #[arg(long, env = "PLAYMARK_POSTGRES_MAX_BATCH", default_value_t = 512)]
     pub postgres_max_batch: usize,
 
+    /// The DynamoDB table for `--store dynamodb`.
+    #[arg(long, env = "PLAYMARK_DYNAMODB_TABLE", default_value = "playmark_progress")]
+    pub dynamodb_table: String,
+
+    /// The DynamoDB endpoint URL, for ScyllaDB Alternator or a local
+    /// emulator (e.g. http://127.0.0.1:8000); unset means AWS in AWS_REGION.
+    #[arg(long, env = "PLAYMARK_DYNAMODB_ENDPOINT")]
+    pub dynamodb_endpoint: Option<String>,
+
+    /// Create the DynamoDB table (and turn on its TTL) if it is missing.
+    /// `--dynamodb-create-table=false` for accounts where the service may
+    /// not create tables (the README shows the equivalent aws command).
+    #[arg(
+        long,
+        env = "PLAYMARK_DYNAMODB_CREATE_TABLE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub dynamodb_create_table: bool,
+
     /// The cache in front of the store.
     #[arg(long, env = "PLAYMARK_CACHE", value_enum, default_value_t = CacheKind::None)]
     pub cache: CacheKind,
@@ -439,6 +465,25 @@ impl Config {
             max_connections: self.max_connections.unwrap_or_else(crate::serve::default_max_connections),
             timeouts: crate::serve::conn::Timeouts { header: self.header_timeout, idle: self.idle_timeout },
             h2_max_streams: self.h2_max_streams,
+        }
+    }
+
+    /// The DynamoDB store these flags describe.
+    #[cfg(feature = "dynamodb")]
+    pub fn dynamo_options(&self) -> playmark_store::dynamodb::DynamoOptions {
+        playmark_store::dynamodb::DynamoOptions {
+            table: self.dynamodb_table.clone(),
+            endpoint: self.dynamodb_endpoint.clone(),
+            create_table: self.dynamodb_create_table,
+            ttl: self.ttl(),
+            max_titles: self.max_titles(),
+            // The service cuts every call at its own deadline; the SDK's
+            // are there for calls off the request path, and must not cut
+            // a write the service would still wait for.
+            connect_timeout: self.write_timeout,
+            operation_timeout: self.write_timeout.max(std::time::Duration::from_secs(2)),
+            attempt_timeout: self.write_timeout.max(std::time::Duration::from_millis(800)),
+            ..Default::default()
         }
     }
 

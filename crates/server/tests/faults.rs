@@ -171,19 +171,15 @@ async fn with_redis_killed_the_store_serves_and_a_restarted_redis_is_used_again(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_postgres_frozen_writes_get_503_fast_cached_resumes_are_served_and_nothing_acknowledged_is_lost()
-{
-    let pg = Server::postgres().expect("private postgres");
-    let app =
-        TestApp::spawn_in(Backend::private(pg.url(), playmark_testkit::shared::redis_url()), |_| {}).await;
+/// With `app`'s store (`server`) frozen: writes are answered 503 with
+/// `Retry-After` within the write budget, cached resumes within the resume
+/// budget; after the thaw, writes recover and the last one stands. `app`
+/// holds V1 at 100 (cached) when called.
+async fn store_frozen_writes_get_503_fast_and_cached_resumes_are_served(app: &TestApp, server: &Server) {
     let t = now_ms() - 10_000;
-    app.update_ok(&checkpoint("V1", "tv", 100.0, t)).await;
-    assert_eq!(position(&app, "V1").await, 100);
-
-    pg.freeze().expect("postgres frozen");
+    server.freeze().expect("store frozen");
     let mut i: u32 = 0;
-    let app_ref = &app;
+    let app_ref = app;
     let (took, response) = median(|| {
         i += 1;
         let app = app_ref;
@@ -198,13 +194,67 @@ async fn with_postgres_frozen_writes_get_503_fast_cached_resumes_are_served_and_
     assert_eq!(answer["position"], 100, "cached entries are served while the store is frozen");
     assert!(took < RESUME_BUDGET, "a cached resume took {took:?}");
 
-    pg.thaw().expect("thawed");
+    server.thaw().expect("thawed");
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.update(&checkpoint("V1", "tv", 300.0, t + 100)).await.status() != StatusCode::OK {
         assert!(Instant::now() < deadline, "writes did not recover within 10 s of the thaw");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(position(&app, "V1").await, 300);
+    assert_eq!(position(app, "V1").await, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_frozen_writes_get_503_fast_cached_resumes_are_served_and_nothing_acknowledged_is_lost()
+{
+    let pg = Server::postgres().expect("private postgres");
+    let app =
+        TestApp::spawn_in(Backend::private(pg.url(), playmark_testkit::shared::redis_url()), |_| {}).await;
+    let t = now_ms() - 10_000;
+    app.update_ok(&checkpoint("V1", "tv", 100.0, t)).await;
+    assert_eq!(position(&app, "V1").await, 100);
+
+    store_frozen_writes_get_503_fast_and_cached_resumes_are_served(&app, &pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_dynamodb_frozen_writes_get_503_fast_cached_resumes_are_served_and_nothing_acknowledged_is_lost()
+{
+    let ddb = Server::moto().expect("private moto");
+    // The real budgets (the suite relaxes them for emulators).
+    let defaults = playmark_server::Config::default();
+    let app = TestApp::spawn_in(Backend::dynamodb(ddb.url(), playmark_testkit::shared::redis_url()), |c| {
+        (c.write_timeout, c.read_timeout) = (defaults.write_timeout, defaults.read_timeout);
+    })
+    .await;
+    let t = now_ms() - 10_000;
+    app.update_ok(&checkpoint("V1", "tv", 100.0, t)).await;
+    assert_eq!(position(&app, "V1").await, 100);
+
+    store_frozen_writes_get_503_fast_and_cached_resumes_are_served(&app, &ddb).await;
+    // What was acknowledged is in the table: a node with no cache reads it.
+    let direct = TestApp::spawn_with(|c| {
+        c.store = playmark_server::config::StoreKind::Dynamodb;
+        c.dynamodb_endpoint = Some(ddb.url());
+        c.dynamodb_table = app.backend.dynamodb_table().expect("a dynamodb backend").to_owned();
+    })
+    .await;
+    assert_eq!(position(&direct, "V1").await, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_dynamodb_node_is_resumed_from_another_at_once() {
+    let a = TestApp::spawn_in(
+        Backend::dynamodb(playmark_testkit::shared::moto_url(), playmark_testkit::shared::redis_url()),
+        |_| {},
+    )
+    .await;
+    let b = a.sibling().await;
+    let t = now_ms() - 1_000;
+    a.update_ok(&checkpoint("V1", "tv", 1200.0, t)).await;
+    assert_eq!(position(&b, "V1").await, 1200);
+    b.update_ok(&checkpoint("V1", "phone", 1300.0, t + 500)).await;
+    assert_eq!(position(&a, "V1").await, 1300);
+    assert_eq!(a.update_ok(&checkpoint("V1", "tv", 1250.0, t + 100)).await["outcome"], "stale");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,8 @@
 //!   store on redb, with group commit.
 //! - [`postgres`] (feature `postgres`): PostgreSQL as the shared source of
 //!   truth, with conditional multi-row upserts.
+//! - [`dynamodb`] (feature `dynamodb`): DynamoDB (or ScyllaDB Alternator) as
+//!   the shared source of truth, one conditional write per checkpoint.
 //! - [`tls`]: rustls (on `ring`) for the network adapters, with libpq's
 //!   verification modes.
 //! - [`events`]: the [`EventSink`] port for analytics events, with the
@@ -40,6 +42,9 @@ pub mod embedded;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -61,12 +61,24 @@ pub(crate) fn postgres_bin_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// Where `scripts/services` installs the tools that are not Debian
+/// packages (the DynamoDB emulators).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("PLAYMARK_TOOLS").map_or_else(|| PathBuf::from("/opt/playmark-tools"), PathBuf::from)
+}
+
 /// What kind of server, and how to start and probe it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Redis { cluster: bool },
+    Redis {
+        cluster: bool,
+    },
     Postgres,
     Nats,
+    /// The dynalite DynamoDB emulator (npm), in memory.
+    Dynalite,
+    /// moto's DynamoDB in server mode (PyPI), in memory.
+    Moto,
 }
 
 /// A private server process.
@@ -99,6 +111,16 @@ impl Server {
     /// A private nats-server with JetStream.
     pub fn nats() -> Result<Self, Error> {
         Self::start(Kind::Nats)
+    }
+
+    /// A private dynalite (a DynamoDB emulator on LevelDB, in memory).
+    pub fn dynalite() -> Result<Self, Error> {
+        Self::start(Kind::Dynalite)
+    }
+
+    /// A private moto server (the DynamoDB API among others, in memory).
+    pub fn moto() -> Result<Self, Error> {
+        Self::start(Kind::Moto)
     }
 
     /// A private PostgreSQL that requires TLS, with this certificate and
@@ -161,6 +183,7 @@ impl Server {
             Kind::Redis { .. } => format!("redis://127.0.0.1:{}", self.port),
             Kind::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
             Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
+            Kind::Dynalite | Kind::Moto => format!("http://127.0.0.1:{}", self.port),
         }
     }
 
@@ -277,6 +300,24 @@ impl Server {
                 cmd.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"]).arg(dir.join("jetstream"));
                 cmd
             }
+            Kind::Dynalite => {
+                let mut cmd =
+                    Command::new(find_binary("dynalite", &[tools_dir().join("dynalite/node_modules/.bin")])?);
+                cmd.args(["--host", "127.0.0.1", "--port", &port]).args([
+                    "--createTableMs",
+                    "0",
+                    "--deleteTableMs",
+                    "0",
+                    "--updateTableMs",
+                    "0",
+                ]);
+                cmd
+            }
+            Kind::Moto => {
+                let mut cmd = Command::new(find_binary("moto_server", &[tools_dir().join("moto/bin")])?);
+                cmd.args(["-H", "127.0.0.1", "-p", &port]);
+                cmd
+            }
         };
         let log = fs::OpenOptions::new()
             .create(true)
@@ -337,6 +378,15 @@ impl Server {
             Kind::Nats => {
                 let mut buf = [0u8; 4];
                 conn.read_exact(&mut buf).is_ok() && &buf == b"INFO"
+            }
+            Kind::Dynalite | Kind::Moto => {
+                // Any HTTP answer: both answer a bare GET (with an error).
+                let request =
+                    format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
+                let mut buf = [0u8; 5];
+                conn.write_all(request.as_bytes()).is_ok()
+                    && conn.read_exact(&mut buf).is_ok()
+                    && &buf == b"HTTP/"
             }
             Kind::Postgres => {
                 // The port accepts before the database does; ask pg_isready.

@@ -7,7 +7,9 @@
 //! Override the addresses with `PLAYMARK_TEST_POSTGRES` (a server URL without
 //! a database, default `postgres://postgres@127.0.0.1:5432`),
 //! `PLAYMARK_TEST_REDIS`, `PLAYMARK_TEST_REDIS_CLUSTER` (comma-separated seed
-//! URLs) and `PLAYMARK_TEST_NATS`.
+//! URLs), `PLAYMARK_TEST_NATS`, `PLAYMARK_TEST_DYNALITE` and
+//! `PLAYMARK_TEST_MOTO`. On the DynamoDB emulators each test makes a table of
+//! its own.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +71,16 @@ pub fn redis_cluster_urls() -> String {
     std::env::var("PLAYMARK_TEST_REDIS_CLUSTER").unwrap_or_else(|_| {
         ["7101", "7102", "7103"].map(|port| format!("redis://127.0.0.1:{port}")).join(",")
     })
+}
+
+/// The shared dynalite (`scripts/services` starts it on 8600).
+pub fn dynalite_url() -> String {
+    std::env::var("PLAYMARK_TEST_DYNALITE").unwrap_or_else(|_| "http://127.0.0.1:8600".into())
+}
+
+/// The shared moto server (`scripts/services` starts it on 8601).
+pub fn moto_url() -> String {
+    std::env::var("PLAYMARK_TEST_MOTO").unwrap_or_else(|_| "http://127.0.0.1:8601".into())
 }
 
 /// The shared NATS (with JetStream).

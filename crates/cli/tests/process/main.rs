@@ -120,6 +120,30 @@ async fn kill_9_of_a_node_on_postgres_and_redis_loses_no_acknowledged_write() {
     kill_9_storm(dir.path(), &flags).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_on_dynamodb_and_redis_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (endpoint, table) =
+        (playmark_testkit::shared::moto_url(), playmark_testkit::shared::unique_name("pm"));
+    let prefix = playmark_testkit::shared::unique_name("pm") + ":";
+    let redis = playmark_testkit::shared::redis_url();
+    let flags = [
+        "--store",
+        "dynamodb",
+        "--dynamodb-endpoint",
+        &endpoint,
+        "--dynamodb-table",
+        &table,
+        "--cache",
+        "redis",
+        "--redis-url",
+        &redis,
+        "--redis-key-prefix",
+        &prefix,
+    ];
+    kill_9_storm(dir.path(), &flags).await;
+}
+
 /// 16 writers send distinct checkpoints as fast as they can; the node is
 /// killed with SIGKILL mid-flight, restarted with the same flags, and every
 /// acknowledged checkpoint must be there.

@@ -18,12 +18,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Where a test app keeps its data: its own embedded data directory, or its
-/// own PostgreSQL schema and Redis key prefix. Chosen for the whole run by
-/// `PLAYMARK_TEST_BACKEND`: `embedded` (default), `postgres-redis` or
-/// `postgres-redis-cluster` (the shared cluster `scripts/services` starts).
+/// own PostgreSQL schema (or DynamoDB table) and Redis key prefix. Chosen for
+/// the whole run by `PLAYMARK_TEST_BACKEND`: `embedded` (default),
+/// `postgres-redis`, `postgres-redis-cluster` (the shared cluster
+/// `scripts/services` starts) or `dynamodb-redis` (the shared moto).
 pub struct Backend {
     pub dir: TempDir,
     postgres_url: Option<String>,
+    /// A DynamoDB endpoint and the table of this test.
+    dynamo: Option<(String, String)>,
     redis_prefix: String,
     /// Seed URLs of a Redis Cluster, when the cache is one.
     cluster: Option<String>,
@@ -35,7 +38,7 @@ impl Backend {
         let dir = tempfile::tempdir().expect("temp dir");
         let kind = std::env::var("PLAYMARK_TEST_BACKEND").unwrap_or_default();
         let (postgres_url, cluster) = match kind.as_str() {
-            "" | "embedded" => (None, None),
+            "" | "embedded" | "dynamodb-redis" => (None, None),
             "postgres-redis" => {
                 (Some(playmark_testkit::shared::postgres_url().expect("shared PostgreSQL")), None)
             }
@@ -45,12 +48,28 @@ impl Backend {
             ),
             other => panic!("unknown PLAYMARK_TEST_BACKEND {other:?}"),
         };
+        let dynamo = (kind == "dynamodb-redis")
+            .then(|| (playmark_testkit::shared::moto_url(), playmark_testkit::shared::unique_name("pm")));
         Backend {
             dir,
             postgres_url,
+            dynamo,
             redis_prefix: playmark_testkit::shared::unique_name("pm") + ":",
             cluster,
             redis_url: None,
+        }
+    }
+
+    /// A fresh table on the DynamoDB at `endpoint`, and the Redis at
+    /// `redis_url`.
+    pub fn dynamodb(endpoint: String, redis_url: String) -> Self {
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_url: None,
+            dynamo: Some((endpoint, playmark_testkit::shared::unique_name("pm"))),
+            redis_prefix: playmark_testkit::shared::unique_name("pm") + ":",
+            cluster: None,
+            redis_url: Some(redis_url),
         }
     }
 
@@ -69,23 +88,45 @@ impl Backend {
         Backend {
             dir: tempfile::tempdir().expect("temp dir"),
             postgres_url: Some(postgres_url),
+            dynamo: None,
             redis_prefix: playmark_testkit::shared::unique_name("pm") + ":",
             cluster: None,
             redis_url: Some(redis_url),
         }
     }
 
+    /// The DynamoDB table, on a DynamoDB backend.
+    pub fn dynamodb_table(&self) -> Option<&str> {
+        self.dynamo.as_ref().map(|(_, table)| table.as_str())
+    }
+
     /// The store's name in metrics labels.
     pub fn store_label(&self) -> &'static str {
-        if self.postgres_url.is_some() { "postgres" } else { "embedded" }
+        match (&self.postgres_url, &self.dynamo) {
+            (Some(_), _) => "postgres",
+            (None, Some(_)) => "dynamodb",
+            (None, None) => "embedded",
+        }
     }
 
     fn configure(&self, config: &mut Config) {
         config.data_dir = self.dir.path().to_path_buf();
-        if let Some(url) = &self.postgres_url {
-            config.store = StoreKind::Postgres;
-            config.postgres_url = url.as_str().into();
-            config.postgres_pool_size = 4;
+        if let Some((endpoint, table)) = &self.dynamo {
+            config.store = StoreKind::Dynamodb;
+            config.dynamodb_endpoint = Some(endpoint.clone());
+            config.dynamodb_table = table.clone();
+            // An emulator in Python is no DynamoDB: the suite checks what
+            // the service does, with budgets the emulator can meet when
+            // hundreds of writes arrive at once.
+            config.write_timeout = Duration::from_secs(5);
+            config.read_timeout = Duration::from_secs(2);
+        }
+        if self.postgres_url.is_some() || self.dynamo.is_some() {
+            if let Some(url) = &self.postgres_url {
+                config.store = StoreKind::Postgres;
+                config.postgres_url = url.as_str().into();
+                config.postgres_pool_size = 4;
+            }
             config.redis_key_prefix = self.redis_prefix.clone();
             match &self.cluster {
                 Some(seeds) => {
@@ -173,7 +214,14 @@ impl TestApp {
         let app = Application::with_store(config, store).await.expect("app builds");
         Self::run(
             app,
-            Backend { dir, postgres_url: None, redis_prefix: String::new(), cluster: None, redis_url: None },
+            Backend {
+                dir,
+                postgres_url: None,
+                dynamo: None,
+                redis_prefix: String::new(),
+                cluster: None,
+                redis_url: None,
+            },
         )
     }
 
@@ -243,6 +291,7 @@ impl TestApp {
         let empty = Backend {
             dir: tempfile::tempdir().expect("temp dir"),
             postgres_url: None,
+            dynamo: None,
             redis_prefix: String::new(),
             cluster: None,
             redis_url: None,
@@ -256,6 +305,7 @@ impl TestApp {
         let backend = Backend {
             dir: tempfile::tempdir().expect("temp dir"),
             postgres_url: self.backend.postgres_url.clone(),
+            dynamo: self.backend.dynamo.clone(),
             redis_prefix: self.backend.redis_prefix.clone(),
             cluster: self.backend.cluster.clone(),
             redis_url: self.backend.redis_url.clone(),

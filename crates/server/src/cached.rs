@@ -6,7 +6,8 @@
 //!
 //! - **Write:** the store first (durable), then the cache, under the same
 //!   merge rule (compare-and-set), waiting for it up to the cache write
-//!   timeout. A cache update that fails or times out never fails the write:
+//!   timeout. The updates of concurrent writes go to the cache together, in
+//!   one pipelined call. A cache update that fails or times out never fails the write:
 //!   the key goes on a repair list that a background task replays
 //!   (compare-and-set again, so replaying is always safe) as soon as the
 //!   cache answers. Until it is repaired, this node reads that key from the
@@ -27,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
 use playmark_store::{ProgressCache, ProgressStore, StoreError, Written};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::{CacheLabels, Metrics};
 
@@ -54,6 +55,8 @@ pub struct CachedStore {
     write_timeout: Duration,
     metrics: Arc<Metrics>,
     repairs: Arc<Repairs>,
+    /// To the cache writer.
+    writes: mpsc::Sender<CacheWrite>,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +83,15 @@ impl CachedStore {
             write_timeout,
             Arc::clone(&metrics),
         ));
-        Self { store, cache, timeout, write_timeout, metrics, repairs }
+        let (writes, queued) = mpsc::channel(CACHE_QUEUE);
+        tokio::spawn(cache_writer(
+            Arc::clone(&cache),
+            queued,
+            Arc::clone(&repairs),
+            Arc::clone(&metrics),
+            write_timeout,
+        ));
+        Self { store, cache, timeout, write_timeout, metrics, repairs, writes }
     }
 
     fn lookup(&self, result: &'static str) {
@@ -106,10 +117,8 @@ impl CachedStore {
         Suspect { cache: Arc::clone(&self.cache), key: Some(key.clone()), timeout: self.timeout }
     }
 
-    /// A store write, then the cache update. The update runs as its own
-    /// task, so it completes even if the caller stops waiting; a failed
-    /// update queues a repair; a store write whose fate is unknown
-    /// invalidates the key ([`Suspect`]).
+    /// A store write, then the cache update ([`update_cache`](Self::update_cache));
+    /// a store write whose fate is unknown invalidates the key ([`Suspect`]).
     async fn write_through(
         &self,
         key: &ProgressKey,
@@ -122,31 +131,89 @@ impl CachedStore {
         Ok(written)
     }
 
-    /// Puts what the store now holds into the cache, as its own task so it
-    /// completes even if the caller stops waiting; a failed update queues a
-    /// repair.
+    /// Puts what the store now holds into the cache. The update goes to the
+    /// cache writer ([`cache_writer`]), which sends the updates of
+    /// concurrent writes together, and completes it even if the caller stops
+    /// waiting. If it fails, or does not answer within the cache write
+    /// timeout, the key is queued for repair (and read from the store until
+    /// then) before the write is answered.
     async fn update_cache(&self, key: ProgressKey, standing: Entry) {
-        let (cache, repairs, metrics, timeout) = (
-            Arc::clone(&self.cache),
-            Arc::clone(&self.repairs),
-            Arc::clone(&self.metrics),
-            self.write_timeout,
-        );
-        let update = tokio::spawn(async move {
-            match tokio::time::timeout(timeout, cache.put(&key, &standing)).await {
-                Ok(Ok(_)) => {}
+        let (done, answer) = oneshot::channel();
+        let queued = self.writes.try_send(CacheWrite { key: key.clone(), entry: standing.clone(), done });
+        let stored = queued.is_ok()
+            && matches!(tokio::time::timeout(self.write_timeout, answer).await, Ok(Ok(true)));
+        if !stored {
+            if queued.is_err() {
+                // The writer's queue is full: the cache is far behind.
+                self.metrics.cache_update_failures.inc();
+            }
+            self.repairs.push(key, standing, &self.metrics);
+        }
+    }
+}
+
+/// Most cache updates sent in one call.
+const CACHE_BATCH: usize = 256;
+/// Cache updates waiting for the cache writer; past this, an update goes
+/// straight to the repair list.
+const CACHE_QUEUE: usize = 16 * 1024;
+/// Cache calls in flight at once; while they are, updates gather into the
+/// next batch.
+const CACHE_CALLS: usize = 8;
+
+/// One write's cache update, and who waits for it.
+struct CacheWrite {
+    key: ProgressKey,
+    entry: Entry,
+    /// Whether it is in the cache now.
+    done: oneshot::Sender<bool>,
+}
+
+/// Sends the cache updates of concurrent writes together: whatever waits
+/// when a call can go is one [`ProgressCache::put_many`] (one pipelined
+/// round trip on Redis), so a group of checkpoints the store coalesced does
+/// not cost one cache round trip each. A failed call queues every update in
+/// it for repair.
+async fn cache_writer(
+    cache: Arc<dyn ProgressCache>,
+    mut writes: mpsc::Receiver<CacheWrite>,
+    repairs: Arc<Repairs>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+) {
+    let calls = Arc::new(tokio::sync::Semaphore::new(CACHE_CALLS));
+    while let Some(first) = writes.recv().await {
+        let Ok(call) = Arc::clone(&calls).acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < CACHE_BATCH {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let (cache, repairs, metrics) = (Arc::clone(&cache), Arc::clone(&repairs), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            let entries: Vec<(ProgressKey, Entry)> = batch.iter().map(|w| (w.key.clone(), w.entry.clone())).collect();
+            let stored = match tokio::time::timeout(timeout, cache.put_many(&entries)).await {
+                Ok(Ok(_)) => true,
                 failed => {
-                    metrics.cache_update_failures.inc();
+                    metrics.cache_update_failures.inc_by(batch.len() as u64);
                     let reason = match failed {
                         Ok(Err(e)) => e.to_string(),
                         _ => "timed out".into(),
                     };
-                    tracing::debug!(error = %reason, "cache update failed; queued for repair");
-                    repairs.push(key, standing, &metrics);
+                    tracing::debug!(error = %reason, updates = batch.len(), "cache update failed; queued for repair");
+                    for (key, entry) in entries {
+                        repairs.push(key, entry, &metrics);
+                    }
+                    false
                 }
+            };
+            for write in batch {
+                let _ = write.done.send(stored);
             }
+            drop(call);
         });
-        let _ = update.await;
     }
 }
 

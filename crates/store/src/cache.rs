@@ -31,6 +31,17 @@ pub trait ProgressCache: Send + Sync + std::fmt::Debug + 'static {
     /// the merge rule). Returns whether it was stored.
     async fn put(&self, key: &ProgressKey, entry: &Entry) -> Result<bool, CacheError>;
 
+    /// [`put`](Self::put) for many entries at once (one round trip where the
+    /// cache can pipeline them): whether each was stored, in order. By
+    /// default, the puts one after another.
+    async fn put_many(&self, entries: &[(ProgressKey, Entry)]) -> Result<Vec<bool>, CacheError> {
+        let mut stored = Vec::with_capacity(entries.len());
+        for (key, entry) in entries {
+            stored.push(self.put(key, entry).await?);
+        }
+        Ok(stored)
+    }
+
     /// Forgets the key.
     async fn remove(&self, key: &ProgressKey) -> Result<(), CacheError>;
 

@@ -74,7 +74,8 @@ macro_rules! conformance_tests {
     };
 }
 
-fn key(account: &str, profile: &str, video: &str) -> ProgressKey {
+/// The key of `video` in `profile` of `account` (valid ids only).
+pub fn key(account: &str, profile: &str, video: &str) -> ProgressKey {
     ProgressKey {
         account_id: AccountId::parse(account).expect("valid account id"),
         profile_id: ProfileId::parse(profile).expect("valid profile id"),
@@ -82,7 +83,8 @@ fn key(account: &str, profile: &str, video: &str) -> ProgressKey {
     }
 }
 
-fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64>) -> Progress {
+/// A checkpoint from `device` at `at` ms, `position_ms` into the title.
+pub fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64>) -> Progress {
     Progress {
         updated_at: Timestamp::from_millis(at),
         device_id: DeviceId::parse(device).expect("valid device id"),
@@ -540,6 +542,7 @@ macro_rules! cache_conformance_tests {
             cache_ties_break_on_device_bytes_like_the_store,
             cache_keys_that_share_prefixes_stay_independent,
             cache_remove_forgets,
+            cache_put_many_is_each_put_in_order,
             cache_entries_expire_after_the_ttl
         );
     };
@@ -631,6 +634,28 @@ where
                 cache.put(&k, &live(500, "tv", 1)).await.expect("put"),
                 "after removal any entry is newer"
             );
+        }
+        "cache_put_many_is_each_put_in_order" => {
+            let (a, b, c) = (key("acct", "A", "V1"), key("acct", "A", "V2"), key("acct", "B", "V1"));
+            cache.put(&c, &live(5_000, "tv", 50)).await.expect("put");
+            let gone = Entry::Deleted { at: Timestamp::from_millis(3_000) };
+            let batch = [
+                (a.clone(), live(1_000, "tv", 10)),
+                (a.clone(), live(2_000, "phone", 20)),
+                (a.clone(), live(1_500, "tv", 15)),
+                (b.clone(), live(1_000, "tv", 1)),
+                (b.clone(), gone.clone()),
+                (c.clone(), live(4_000, "phone", 40)),
+            ];
+            assert_eq!(
+                cache.put_many(&batch).await.expect("put_many"),
+                [true, true, false, true, true, false],
+                "each entry is compared with what the earlier ones left"
+            );
+            assert_eq!(cache.get(&a).await.expect("get"), Some(live(2_000, "phone", 20)));
+            assert_eq!(cache.get(&b).await.expect("get"), Some(gone));
+            assert_eq!(cache.get(&c).await.expect("get"), Some(live(5_000, "tv", 50)));
+            assert_eq!(cache.put_many(&[]).await.expect("empty put_many"), Vec::<bool>::new());
         }
         "cache_entries_expire_after_the_ttl" => {
             let k = key("acct", "A", "V1");

@@ -184,6 +184,26 @@ impl RedisCache {
         )
     }
 
+    /// The compare-and-set of `entry` under `key`, ready to send.
+    fn invocation(&self, key: &ProgressKey, entry: &Entry) -> redis::ScriptInvocation<'_> {
+        let (u, k, d, p, r, h, f) = match entry {
+            Entry::Live(p) => (
+                p.updated_at.as_millis(),
+                0,
+                p.device_id.as_str(),
+                p.position.as_millis() as i64,
+                p.duration.map_or(-1, |d| d.as_millis() as i64),
+                u8::from(p.hidden),
+                u8::from(p.finished),
+            ),
+            Entry::Deleted { at } => (at.as_millis(), 1, "", 0, -1, 0, 0),
+        };
+        let ttl_ms = u64::try_from(self.options.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.script.key(self.key(key));
+        invocation.arg(u).arg(k).arg(d).arg(p).arg(r).arg(h).arg(f).arg(ttl_ms);
+        invocation
+    }
+
     fn connection(&self) -> Result<Conn, CacheError> {
         self.conn.borrow().clone().ok_or_else(|| self.error("not connected"))
     }
@@ -255,27 +275,42 @@ impl ProgressCache for RedisCache {
     }
 
     async fn put(&self, key: &ProgressKey, entry: &Entry) -> Result<bool, CacheError> {
-        let (u, k, d, p, r, h, f) = match entry {
-            Entry::Live(p) => (
-                p.updated_at.as_millis(),
-                0,
-                p.device_id.as_str(),
-                p.position.as_millis() as i64,
-                p.duration.map_or(-1, |d| d.as_millis() as i64),
-                u8::from(p.hidden),
-                u8::from(p.finished),
-            ),
-            Entry::Deleted { at } => (at.as_millis(), 1, "", 0, -1, 0, 0),
-        };
-        let ttl_ms = u64::try_from(self.options.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut invocation = self.script.key(self.key(key));
-        invocation.arg(u).arg(k).arg(d).arg(p).arg(r).arg(h).arg(f).arg(ttl_ms);
+        let invocation = self.invocation(key, entry);
         let stored: i64 = match self.connection()? {
             Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
             Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
         }
         .map_err(|e| self.error(e.to_string()))?;
         Ok(stored == 1)
+    }
+
+    async fn put_many(&self, entries: &[(ProgressKey, Entry)]) -> Result<Vec<bool>, CacheError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = match self.connection()? {
+            Conn::Single(c) => c,
+            // A cluster spreads the keys over nodes: one round trip each,
+            // all at once.
+            Conn::Cluster(_) => {
+                let puts = entries.iter().map(|(key, entry)| self.put(key, entry));
+                return futures::future::join_all(puts).await.into_iter().collect();
+            }
+        };
+        let invocations: Vec<_> = entries.iter().map(|(key, entry)| self.invocation(key, entry)).collect();
+        let mut pipe = redis::pipe();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        let mut answer: redis::RedisResult<Vec<i64>> = pipe.query_async(&mut c).await;
+        // A pipeline does not load the script by itself (after a restart,
+        // a SCRIPT FLUSH, a failover): load it and send the pipeline again.
+        if matches!(&answer, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+            self.script.prepare_invoke().load_async(&mut c).await.map_err(|e| self.error(e.to_string()))?;
+            answer = pipe.query_async(&mut c).await;
+        }
+        let stored = answer.map_err(|e| self.error(e.to_string()))?;
+        Ok(stored.into_iter().map(|s| s == 1).collect())
     }
 
     async fn remove(&self, key: &ProgressKey) -> Result<(), CacheError> {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use playmark_store::ProgressCache;
 use playmark_store::conformance::CacheFixture;
 use playmark_store::memory::MemoryCache;
 use playmark_store::redis::{RedisCache, RedisOptions, RedisTopology};
@@ -31,6 +32,28 @@ mod redis_single {
     }
 
     playmark_store::cache_conformance_tests!(fresh);
+
+    /// A pipeline of EVALSHA does not load the script the way a single
+    /// invocation does; after the server forgets its scripts (a restart, a
+    /// failover, `SCRIPT FLUSH`), `put_many` must load it and still store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn put_many_survives_a_server_that_forgot_the_script() {
+        let cache = redis_cache(
+            RedisTopology::Single(playmark_testkit::shared::redis_url()),
+            Duration::from_secs(600),
+        )
+        .await;
+        let client = redis::Client::open(playmark_testkit::shared::redis_url()).expect("url");
+        let mut admin = client.get_multiplexed_async_connection().await.expect("Redis reachable");
+        let key = |video| playmark_store::conformance::key("acct", "A", video);
+        let entry = |at| playmark_core::Entry::Live(playmark_store::conformance::progress(at, "tv", at, None));
+        for round in 1..=2u64 {
+            let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.expect("SCRIPT FLUSH");
+            let batch = [(key("V1"), entry(round * 1_000)), (key("V2"), entry(round * 1_000))];
+            assert_eq!(cache.put_many(&batch).await.expect("put_many after SCRIPT FLUSH"), [true, true]);
+            assert_eq!(cache.get(&key("V2")).await.expect("get"), Some(entry(round * 1_000)));
+        }
+    }
 }
 
 mod redis_cluster {

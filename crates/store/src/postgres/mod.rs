@@ -12,9 +12,12 @@
 //!   batches: on one 2-core box, 2 writers wrote 22.6K checkpoints/s where
 //!   16 wrote 18.4K (64 clients, medians of three runs); more help only
 //!   when the database is far away.
+//! - Concurrent point reads are coalesced the same way, into one `unnest`
+//!   join per group ([`reads`]).
 //! - The schema is created on start ([`schema::migrate`]).
 
 mod batch;
+mod reads;
 mod schema;
 mod tls;
 
@@ -36,6 +39,9 @@ use crate::{ProgressStore, StoreError, Written};
 use batch::Upsert;
 
 const BACKEND: &str = "postgres";
+
+/// Most point-read statements in flight at once.
+const MAX_READ_CALLS: usize = 4;
 
 /// How to reach PostgreSQL and how hard to use it.
 #[derive(Clone)]
@@ -91,6 +97,7 @@ impl std::fmt::Debug for PostgresOptions {
 /// The PostgreSQL-backed [`ProgressStore`].
 pub struct PostgresStore {
     pool: Pool,
+    reads: mpsc::Sender<reads::Read>,
     upserts: Mutex<Option<mpsc::Sender<Upsert>>>,
     writers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -163,8 +170,19 @@ impl PostgresStore {
                 tokio::spawn(batch::supervise(pool, rx, max_batch, round_deadline))
             })
             .collect();
-        tracing::info!(pool_size, writers, "postgres store connected");
-        Ok(Self { pool, upserts: Mutex::new(Some(tx)), writers: Mutex::new(tasks) })
+        // Reads take the connections the writers leave, a few at a time:
+        // fewer calls make bigger groups.
+        let read_calls = (pool_size - writers).clamp(1, MAX_READ_CALLS);
+        let (reads, queued) = mpsc::channel(read_calls * options.max_batch.max(1));
+        tokio::spawn(reads::reader(
+            pool.clone(),
+            queued,
+            options.max_batch.max(1),
+            read_calls,
+            round_deadline,
+        ));
+        tracing::info!(pool_size, writers, read_calls, "postgres store connected");
+        Ok(Self { pool, reads, upserts: Mutex::new(Some(tx)), writers: Mutex::new(tasks) })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -205,13 +223,9 @@ impl ProgressStore for PostgresStore {
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(schema::GET).await.map_err(pg_error)?;
-        let row = client
-            .query_opt(&stmt, &[&key.account_id.as_str(), &key.profile_id.as_str(), &key.video_id.as_str()])
-            .await
-            .map_err(pg_error)?;
-        row.map(|r| entry_at(&r, 0)).transpose()
+        let (reply, answer) = oneshot::channel();
+        self.reads.send(reads::Read { key: key.clone(), reply }).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     async fn continue_watching(

@@ -170,16 +170,13 @@ pub(crate) const UPSERT_BATCH: &str = concat!(
     "SELECT account_id, profile_id, video_id FROM written"
 );
 
-/// The standing rows of a set of keys.
+/// The standing rows of a set of keys: the writers' read-back, and every
+/// point read (coalesced, `reads.rs`).
 pub(crate) const GET_MANY: &str = concat!(
     "SELECT t.account_id, t.profile_id, t.video_id, t.deleted, t.updated_at, t.device_id, t.position_ms, t.duration_ms, t.hidden, t.finished ",
     "FROM playmark_progress t JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(a, p, v) ",
     "ON t.account_id = k.a AND t.profile_id = k.p AND t.video_id = k.v"
 );
-
-/// One row.
-pub(crate) const GET: &str = "SELECT deleted, updated_at, device_id, position_ms, duration_ms, hidden, finished \
-     FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 AND video_id = $3";
 
 /// A profile's titles in progress, newest first, ties by video id
 /// (byte-wise, as in Rust): the first `$3` of the partial index.

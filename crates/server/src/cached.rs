@@ -140,8 +140,8 @@ impl CachedStore {
     async fn update_cache(&self, key: ProgressKey, standing: Entry) {
         let (done, answer) = oneshot::channel();
         let queued = self.writes.try_send(CacheWrite { key: key.clone(), entry: standing.clone(), done });
-        let stored = queued.is_ok()
-            && matches!(tokio::time::timeout(self.write_timeout, answer).await, Ok(Ok(true)));
+        let stored =
+            queued.is_ok() && matches!(tokio::time::timeout(self.write_timeout, answer).await, Ok(Ok(true)));
         if !stored {
             if queued.is_err() {
                 // The writer's queue is full: the cache is far behind.
@@ -193,7 +193,8 @@ async fn cache_writer(
         }
         let (cache, repairs, metrics) = (Arc::clone(&cache), Arc::clone(&repairs), Arc::clone(&metrics));
         tokio::spawn(async move {
-            let entries: Vec<(ProgressKey, Entry)> = batch.iter().map(|w| (w.key.clone(), w.entry.clone())).collect();
+            let entries: Vec<(ProgressKey, Entry)> =
+                batch.iter().map(|w| (w.key.clone(), w.entry.clone())).collect();
             let stored = match tokio::time::timeout(timeout, cache.put_many(&entries)).await {
                 Ok(Ok(_)) => true,
                 failed => {

@@ -305,7 +305,8 @@ impl ProgressCache for RedisCache {
         let mut answer: redis::RedisResult<Vec<i64>> = pipe.query_async(&mut c).await;
         // A pipeline does not load the script by itself (after a restart,
         // a SCRIPT FLUSH, a failover): load it and send the pipeline again.
-        if matches!(&answer, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+        if matches!(&answer, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        {
             self.script.prepare_invoke().load_async(&mut c).await.map_err(|e| self.error(e.to_string()))?;
             answer = pipe.query_async(&mut c).await;
         }

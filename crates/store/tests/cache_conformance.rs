@@ -46,9 +46,11 @@ mod redis_single {
         let client = redis::Client::open(playmark_testkit::shared::redis_url()).expect("url");
         let mut admin = client.get_multiplexed_async_connection().await.expect("Redis reachable");
         let key = |video| playmark_store::conformance::key("acct", "A", video);
-        let entry = |at| playmark_core::Entry::Live(playmark_store::conformance::progress(at, "tv", at, None));
+        let entry =
+            |at| playmark_core::Entry::Live(playmark_store::conformance::progress(at, "tv", at, None));
         for round in 1..=2u64 {
-            let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.expect("SCRIPT FLUSH");
+            let _: () =
+                redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.expect("SCRIPT FLUSH");
             let batch = [(key("V1"), entry(round * 1_000)), (key("V2"), entry(round * 1_000))];
             assert_eq!(cache.put_many(&batch).await.expect("put_many after SCRIPT FLUSH"), [true, true]);
             assert_eq!(cache.get(&key("V2")).await.expect("get"), Some(entry(round * 1_000)));

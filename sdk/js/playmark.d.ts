@@ -170,6 +170,14 @@ export interface Checkpoint extends TitleKey {
   resumed_from?: number;
 }
 
+/** `POST /playback/watched`: a title marked watched (`true`) or not watched. */
+export interface Mark extends TitleKey {
+  device_id: string;
+  watched: boolean;
+  duration?: number;
+  updated_at?: number;
+}
+
 export interface UpdateResult {
   outcome: UpdateOutcome;
   record: PlaybackRecord | null;
@@ -252,6 +260,8 @@ export declare class PlaymarkClient {
   continueWatching(key: ProfileKey, limit?: number): Promise<{ items: PlaybackRecord[] }>;
   forget(key: TitleKey): Promise<void>;
   hide(key: TitleKey): Promise<void>;
+  /** Marks a title watched or not watched; merged like a checkpoint (`stale` when a newer write stands). */
+  markWatched(mark: Mark): Promise<UpdateResult>;
   batch(checkpoints: Checkpoint[]): Promise<BatchResult>;
   /** Replaces the bearer token; `null` sends none. */
   setToken(token: string | null): void;

@@ -308,6 +308,18 @@ export class PlaymarkClient {
     await this._request('POST', '/playback/hide', { body: { account_id, profile_id, video_id } });
   }
 
+  /**
+   * POST /playback/watched: mark a title watched (`watched: true`) or not
+   * watched. Merged like a checkpoint: resolves to `{outcome, record}`, and
+   * `stale` when a newer write stands.
+   */
+  markWatched({ account_id, profile_id, video_id, device_id, watched, duration, updated_at }) {
+    const body = { account_id, profile_id, video_id, device_id, watched };
+    if (duration !== undefined && duration !== null) body.duration = duration;
+    if (updated_at !== undefined && updated_at !== null) body.updated_at = updated_at;
+    return this._request('POST', '/playback/watched', { body });
+  }
+
   /** POST /playback/batch. Resolves to `{results}`, one entry per checkpoint. */
   batch(checkpoints) {
     return this._request('POST', '/playback/batch', { body: { checkpoints } });

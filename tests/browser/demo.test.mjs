@@ -293,6 +293,19 @@ test('the demo hands a title over from the TV to the Phone and prompts before a 
   await page.waitForSelector('#continue-watching [data-video-id="tears-of-steel"]', { state: 'detached' });
   assert.equal(await serverRecord('tears-of-steel'), null, 'removing forgets the progress');
 
+  // 7. Mark watched: the title leaves the row, and its record stands at the end.
+  await page.click('#play-tv');
+  await page.waitForSelector('#device-tv[data-state="playing"]');
+  const playedFrom = await position('tv');
+  await page.waitForFunction((from) => parseFloat(document.querySelector('#position-tv').textContent) >= from + 2, playedFrom, { timeout: 30_000 });
+  await page.click('#pause-tv');
+  await page.waitForSelector('#continue-watching [data-video-id="tears-of-steel"] .watched');
+  await page.click('#continue-watching [data-video-id="tears-of-steel"] .watched');
+  await page.waitForSelector('#continue-watching [data-video-id="tears-of-steel"]', { state: 'detached' });
+  const watched = await serverRecord('tears-of-steel');
+  assert.equal(watched?.position, 734, 'a title marked watched stands at its end');
+  assert.equal(watched?.device_id, 'web-demo');
+
   assert.deepEqual(pageErrors, [], 'no errors in the page');
 });
 

@@ -12,7 +12,7 @@ use playmark_wire::{
 };
 
 use crate::token::Tokens;
-use crate::types::{Checkpoint, ProfileKey, TitleKey};
+use crate::types::{Checkpoint, Mark, ProfileKey, TitleKey};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +188,14 @@ impl Client {
     pub async fn hide(&self, key: &TitleKey) -> Result<(), Error> {
         let body = json!(key);
         self.call_empty(Method::POST, "/playback/hide", move |r| r.json(&body)).await
+    }
+
+    /// Marks a title watched or not watched (`POST /playback/watched`):
+    /// merged like a checkpoint, so the answer may be `stale` when a newer
+    /// write stands.
+    pub async fn mark_watched(&self, mark: &Mark) -> Result<UpdateResponse, Error> {
+        let body = serde_json::to_value(mark).map_err(|e| Error::Decode(e.to_string()))?;
+        self.call(Method::POST, "/playback/watched", move |r| r.json(&body)).await
     }
 
     /// Records up to 500 checkpoints at once (`POST /playback/batch`).

@@ -40,4 +40,4 @@ pub use playmark_wire::{
     UpdateOutcome, UpdateResponse,
 };
 pub use token::{TokenFuture, Tokens};
-pub use types::{Checkpoint, ProfileKey, TitleKey};
+pub use types::{Checkpoint, Mark, ProfileKey, TitleKey};

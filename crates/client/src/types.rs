@@ -59,3 +59,21 @@ pub struct Checkpoint {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<u64>,
 }
+
+/// A title marked watched or not watched, as `POST /playback/watched` takes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    /// Which title.
+    #[serde(flatten)]
+    pub key: TitleKey,
+    /// The device the viewer marked it on.
+    pub device_id: String,
+    /// Watched (`true`) or not watched (`false`).
+    pub watched: bool,
+    /// The title's length, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// When the viewer marked it, ms since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<u64>,
+}

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use playmark_client::Player;
 use playmark_client::{
-    BatchItem, Checkpoint, Client, Error, ErrorCode, PlayerEvent, ProfileKey, ResumeAction, Seconds,
-    TitleKey, UpdateOutcome,
+    BatchItem, Checkpoint, Client, Error, ErrorCode, Mark, PlayerEvent, ProfileKey, ResumeAction,
+    ResumeReason, Seconds, TitleKey, UpdateOutcome,
 };
 use playmark_server::{Application, Config};
 
@@ -81,6 +81,21 @@ async fn every_endpoint_round_trips() {
     assert_eq!(client.continue_watching(&profile, Some(5)).await.expect("row").len(), 1);
     client.hide(&key).await.expect("hide");
     assert!(client.continue_watching(&profile, None).await.expect("row").is_empty());
+    let mark = Mark {
+        key: key.clone(),
+        device_id: "phone".into(),
+        watched: true,
+        duration: Some(3600.0),
+        updated_at: Some(t + 1),
+    };
+    let marked = client.mark_watched(&mark).await.expect("mark watched");
+    assert_eq!(
+        (marked.outcome, marked.record.as_ref().map(|r| r.position)),
+        (UpdateOutcome::Applied, Some(Seconds(3_600_000)))
+    );
+    assert_eq!(client.resume(&key, None, None).await.expect("resume").reason, ResumeReason::Finished);
+    let older = Mark { watched: false, updated_at: Some(t), ..mark };
+    assert_eq!(client.mark_watched(&older).await.expect("mark").outcome, UpdateOutcome::Stale);
 
     let results = client
         .batch(&[

@@ -14,6 +14,7 @@
 //!   with errors that name the offending field.
 //! - [`resume`]: the [`ResumePolicy`] that turns a record into "resume at N" or
 //!   "start over".
+//! - [`watched`]: marking a title watched or unwatched by hand ([`Mark`]).
 //! - [`handoff`]: the resume guardrails for a device that has its own
 //!   position (ignore small regressions, prompt on big backward jumps).
 //! - [`policy`]: the player's [`CheckpointPolicy`]: when to send a checkpoint.
@@ -35,6 +36,7 @@ pub mod policy;
 pub mod position;
 pub mod resume;
 pub mod time;
+pub mod watched;
 
 pub use access::{Access, Denied, Principal, Scope, Scopes};
 pub use checkpoint::{Checkpoint, CheckpointInput, FieldError, PlayerEvent};
@@ -45,3 +47,4 @@ pub use policy::{CheckpointConfig, CheckpointPolicy, PlayerInput, Send, Skip};
 pub use position::{Duration, Position, PositionError};
 pub use resume::{ResumeAction, ResumeDecision, ResumePolicy, ResumeReason};
 pub use time::{EventTime, Timestamp};
+pub use watched::{Mark, MarkInput};

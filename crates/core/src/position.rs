@@ -80,9 +80,12 @@ impl fmt::Display for Position {
 pub struct Duration(u64);
 
 impl Duration {
-    /// Parses seconds (`> 0 ..= 2_592_000`), rounding to the millisecond.
+    /// Parses seconds (`> 0 ..= 2_592_000`), rounding to the millisecond; a
+    /// length above 0 but under half a millisecond is 1 ms, so every length
+    /// the contract allows (above 0) is one.
     pub fn from_secs(secs: f64) -> Result<Self, PositionError> {
         match secs_to_millis(secs) {
+            Ok(0) if secs > 0.0 => Ok(Self(1)),
             Ok(0) | Err(PositionError::TooSmall(_)) => Err(PositionError::TooSmall("> 0")),
             other => other.map(Self),
         }
@@ -133,7 +136,9 @@ mod tests {
     #[test]
     fn duration_must_be_above_zero() {
         assert_eq!(Duration::from_secs(0.0), Err(PositionError::TooSmall("> 0")));
-        assert_eq!(Duration::from_secs(0.0001), Err(PositionError::TooSmall("> 0")));
+        assert_eq!(Duration::from_secs(0.0001), Ok(Duration(1)), "above 0 is a length");
+        assert_eq!(Duration::from_secs(5e-324), Ok(Duration(1)), "the smallest double above 0");
+        assert_eq!(Duration::from_secs(-0.0), Err(PositionError::TooSmall("> 0")));
         assert_eq!(Duration::from_secs(-5.0), Err(PositionError::TooSmall("> 0")));
         assert_eq!(Duration::from_secs(3600.0).map(Duration::as_millis), Ok(3_600_000));
         assert_eq!(Duration::from_millis(0), Err(PositionError::TooSmall("> 0")));

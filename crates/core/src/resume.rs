@@ -16,7 +16,7 @@ crate::wire_names! {
         NotStarted = "not_started",
         /// Shorter than the minimum length worth resuming.
         TooShort = "too_short",
-        /// Watched past the maximum resume percentage.
+        /// Watched past the maximum resume percentage, or marked watched.
         Finished = "finished",
         /// Part-way through: resume.
         InProgress = "in_progress",
@@ -87,6 +87,10 @@ impl ResumePolicy {
         let Some(progress) = progress else {
             return ResumeDecision::start_over(ResumeReason::NoRecord);
         };
+        // Finished when written (past the maximum then, or marked watched).
+        if progress.finished {
+            return ResumeDecision::start_over(ResumeReason::Finished);
+        }
         let (Some(duration), Some(pct)) = (progress.duration, Self::percent_watched(progress)) else {
             return ResumeDecision {
                 action: ResumeAction::Resume,

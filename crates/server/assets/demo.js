@@ -508,12 +508,17 @@ function renderRow(who, items) {
     hide.className = 'hide';
     hide.textContent = 'Hide';
     hide.title = 'Hide from this row; the progress is kept';
+    const watched = document.createElement('button');
+    watched.type = 'button';
+    watched.className = 'watched';
+    watched.textContent = 'Mark watched';
+    watched.title = 'Finished: out of this row, and the next play starts over';
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.className = 'remove';
     remove.textContent = 'Remove';
     remove.title = 'Forget the progress';
-    actions.append(hide, remove);
+    actions.append(hide, watched, remove);
     li.append(poster, bar, meta, actions);
     row.append(li);
   }
@@ -526,9 +531,15 @@ row.addEventListener('click', async (e) => {
   const key = { ...profile(), video_id: card.dataset.videoId };
   button.disabled = true;
   try {
-    if (button.classList.contains('hide')) await client.hide(key);
-    else if (button.classList.contains('remove')) await client.forget(key);
-    rowStatus.textContent = `${button.classList.contains('hide') ? 'hid' : 'removed'} ${titleOf(key.video_id)}`;
+    const action = ['hide', 'watched', 'remove'].find((a) => button.classList.contains(a));
+    if (action === 'hide') await client.hide(key);
+    else if (action === 'watched') {
+      // Marked on this page: its own device id; the title's length puts the record at its end.
+      const duration = BY_ID.get(key.video_id)?.duration;
+      await client.markWatched({ ...key, device_id: 'web-demo', watched: true, duration });
+    } else if (action === 'remove') await client.forget(key);
+    const done = { hide: 'hid', watched: 'marked watched', remove: 'removed' }[action];
+    rowStatus.textContent = `${done} ${titleOf(key.video_id)}`;
   } catch (err) {
     rowStatus.textContent = `could not ${button.textContent.toLowerCase()} (${err.code ?? 'error'}): ${err.message}`;
     button.disabled = false;

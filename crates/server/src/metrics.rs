@@ -82,7 +82,7 @@ pub struct Metrics {
     pub request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Store operation latency by backend, operation and result.
     pub store_seconds: Family<StoreLabels, Histogram, fn() -> Histogram>,
-    /// Checkpoints by outcome.
+    /// Checkpoints and marks (watched, unwatched) by outcome.
     pub checkpoints: Family<OutcomeLabels, Counter>,
     /// Client event times replaced by the server's clock (skew too large).
     pub clocks_clamped: Counter,
@@ -155,7 +155,7 @@ impl Default for Metrics {
         let checkpoints = Family::default();
         registry.register(
             "checkpoints",
-            "Checkpoints received, by outcome (applied, stale, duplicate)",
+            "Checkpoints and marks (watched, unwatched) received, by outcome (applied, stale, duplicate)",
             checkpoints.clone(),
         );
         let clocks_clamped = Counter::default();

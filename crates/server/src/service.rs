@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use playmark_core::{
-    Checkpoint, EventTime, HandoffConfig, Outcome, Position, ProfileKey, Progress, ProgressKey,
-    ResumeDecision, ResumePolicy, Timestamp, VideoId,
+    Checkpoint, DeviceId, EventTime, HandoffConfig, Mark, Outcome, Position, ProfileKey, Progress,
+    ProgressKey, ResumeDecision, ResumePolicy, StaleGuard, Timestamp, VideoId,
 };
-use playmark_store::{ProgressCache, ProgressEvent, ProgressStore, StoreError};
+use playmark_store::{EventKind, ProgressCache, ProgressEvent, ProgressStore, StoreError};
 use playmark_wire::{ErrorCode, UpdateOutcome};
 
 use crate::events::Publisher;
@@ -224,17 +224,46 @@ impl PlaybackService {
     /// report what stands. Returns only once the store has it durably.
     pub async fn update(&self, checkpoint: Checkpoint) -> Result<Update, ServiceError> {
         let now = now();
-        let time = EventTime::resolve(checkpoint.client_time, now, self.options.max_skew_ms);
-        if time.clamped {
-            self.metrics.clocks_clamped.inc();
-            tracing::debug!(device = %checkpoint.device_id, "client clock too far ahead; using the server's");
-        }
-        let mut progress = checkpoint.progress_at(time.at);
+        let at = self.event_time(checkpoint.client_time, now, &checkpoint.device_id);
+        let mut progress = checkpoint.progress_at(at);
         // Finished is decided now, with the policy in force, and stored: it
         // keeps the title out of continue-watching without a read-time filter.
         progress.finished = self.options.policy.is_finished(&progress);
-        let key = &checkpoint.key;
         let guard = checkpoint.guard(self.options.stale_guard_ms);
+        self.record(&checkpoint.key, progress, now, guard, EventKind::Checkpoint).await
+    }
+
+    /// Marks a title watched or not watched: a write under the same merge
+    /// as a checkpoint (never guarded: the viewer chose it), so a late
+    /// checkpoint from an old device cannot undo a newer mark.
+    pub async fn mark(&self, mark: Mark) -> Result<Update, ServiceError> {
+        let now = now();
+        let at = self.event_time(mark.client_time, now, &mark.device_id);
+        let kind = if mark.watched { EventKind::Watched } else { EventKind::Unwatched };
+        self.record(&mark.key, mark.progress_at(at), now, None, kind).await
+    }
+
+    /// The time a write takes effect: the client's, unless it runs too far
+    /// ahead of the server's clock.
+    fn event_time(&self, client_time: Option<Timestamp>, now: Timestamp, device: &DeviceId) -> Timestamp {
+        let time = EventTime::resolve(client_time, now, self.options.max_skew_ms);
+        if time.clamped {
+            self.metrics.clocks_clamped.inc();
+            tracing::debug!(%device, "client clock too far ahead; using the server's");
+        }
+        time.at
+    }
+
+    /// Writes `progress` under `key` (conditionally, retried within the
+    /// write budget), counts the outcome, and announces an applied write.
+    async fn record(
+        &self,
+        key: &ProgressKey,
+        progress: Progress,
+        now: Timestamp,
+        guard: Option<StaleGuard>,
+        kind: EventKind,
+    ) -> Result<Update, ServiceError> {
         let written =
             self.write(StoreOp::Upsert, key, || self.store.upsert(key, progress.clone(), now, guard)).await?;
         let progress = match &written.standing {
@@ -245,7 +274,7 @@ impl PlaybackService {
             UpdateOutcome::try_from(written.outcome).map_or_else(ErrorCode::as_str, UpdateOutcome::as_str);
         self.metrics.checkpoints.get_or_create(&OutcomeLabels { outcome }).inc();
         if let (Outcome::Applied, Some(events)) = (written.outcome, &self.events) {
-            events.offer(ProgressEvent { key: key.clone(), progress });
+            events.offer(ProgressEvent { kind, key: key.clone(), progress });
         }
         Ok(Update { outcome: written.outcome, standing: written.standing.live().cloned() })
     }

@@ -17,7 +17,7 @@ use helpers::{Backend, TestApp, checkpoint, now_ms};
 use playmark_server::config::EventsKind;
 use playmark_testkit::Server;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const RESUME_BUDGET: Duration = Duration::from_millis(150);
 const WRITE_BUDGET: Duration = Duration::from_millis(500);
@@ -299,24 +299,27 @@ async fn every_applied_write_publishes_exactly_one_event_and_a_retried_publish_i
     assert_eq!(app.update_ok(&checkpoint("V1", "tv", 5.0, t - 1)).await["outcome"], "stale");
     assert_eq!(app.update_ok(&checkpoint("V1", "tv", 20.0, t + 1)).await["outcome"], "applied");
     assert_eq!(app.update_ok(&checkpoint("V2", "phone", 30.0, t)).await["outcome"], "applied");
+    let mark = json!({"account_id": "acct", "profile_id": "A", "video_id": "V2", "device_id": "phone",
+                      "watched": true, "updated_at": t + 2});
+    assert_eq!(app.post_json("/playback/watched", &mark).await.status(), StatusCode::OK);
 
     let client = async_nats::connect(nats_url.as_str()).await.expect("NATS reachable");
     let js = async_nats::jetstream::new(client);
     let mut info = js.get_stream(&stream).await.expect("stream created by playmark");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while info.info().await.expect("info").state.messages < 3 {
+    while info.info().await.expect("info").state.messages < 4 {
         assert!(Instant::now() < deadline, "events did not arrive within 5 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A publisher retry of an event already stored (same message id).
     let retry = async_nats::jetstream::message::PublishMessage::build()
         .payload("{}".into())
-        .message_id(format!("acct#A#V1#{t}#tv#10000"));
+        .message_id(format!("checkpoint#acct#A#V1#{t}#tv#10000"));
     let ack = js.send_publish(subject.clone(), retry).await.expect("sent").await.expect("acked");
     assert!(ack.duplicate, "the retry should be recognised as a duplicate");
-    assert_eq!(info.info().await.expect("info").state.messages, 3, "exactly one event per applied write");
+    assert_eq!(info.info().await.expect("info").state.messages, 4, "exactly one event per applied write");
 
-    // The stored events are the three applied checkpoints.
+    // The stored events are the three applied checkpoints and the mark.
     let consumer = info
         .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
         .await
@@ -328,12 +331,22 @@ async fn every_applied_write_publishes_exactly_one_event_and_a_retried_publish_i
     while let Some(Ok(message)) = batch.next().await {
         let event: Value = serde_json::from_slice(&message.payload).expect("JSON event");
         seen.push((
+            event["kind"].as_str().unwrap_or_default().to_owned(),
             event["video_id"].as_str().unwrap_or_default().to_owned(),
-            event["position_ms"].as_u64().unwrap_or(0),
+            event["position_ms"].as_u64().unwrap_or(1),
         ));
     }
     seen.sort();
-    assert_eq!(seen, [("V1".to_owned(), 10_000), ("V1".to_owned(), 20_000), ("V2".to_owned(), 30_000)]);
+    let event = |kind: &str, video: &str, position| (kind.to_owned(), video.to_owned(), position);
+    assert_eq!(
+        seen,
+        [
+            event("checkpoint", "V1", 10_000),
+            event("checkpoint", "V1", 20_000),
+            event("checkpoint", "V2", 30_000),
+            event("watched", "V2", 0),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

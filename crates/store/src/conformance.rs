@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             a_refused_newest_checkpoint_does_not_hide_an_older_one_that_is_newer_than_the_record,
             hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_again,
             a_replay_after_a_hide_is_a_duplicate_and_stays_hidden,
+            marks_are_kept_as_written_and_merge_like_checkpoints,
             expire_works_in_batches_and_names_each_purged_key
         );
     };
@@ -513,6 +514,34 @@ pub async fn a_replay_after_a_hide_is_a_duplicate_and_stays_hidden(store: &dyn P
     assert_eq!(upsert(store, &k, &p).await, (Outcome::Duplicate, hidden.clone()));
     assert_eq!(upsert(store, &k, &progress(1_999, "tv", 1, None)).await, (Outcome::Stale, hidden.clone()));
     assert_eq!(get(store, &k).await, Some(hidden));
+}
+
+/// A write keeps `finished` and `hidden` exactly as given (a mark as
+/// watched is finished; a mark as unwatched is at 0 and hidden), and merges
+/// like any checkpoint: an older checkpoint cannot undo a newer mark, a
+/// newer one (playing again) does.
+pub async fn marks_are_kept_as_written_and_merge_like_checkpoints(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "V1");
+    let in_progress = |at, device, pos| progress(at, device, pos, Some(3_600_000));
+    upsert(store, &k, &in_progress(1_000, "tv", 600_000)).await;
+    let watched = Progress { finished: true, ..in_progress(2_000, "phone", 3_600_000) };
+    assert_eq!(upsert(store, &k, &watched).await, (Outcome::Applied, Entry::Live(watched.clone())));
+    assert!(
+        continue_watching(store, &k.profile(), 10).await.is_empty(),
+        "a watched title is not in progress"
+    );
+    let late = in_progress(1_500, "tv", 900_000);
+    assert_eq!(upsert(store, &k, &late).await, (Outcome::Stale, Entry::Live(watched.clone())));
+
+    let unwatched = Progress { hidden: true, ..in_progress(3_000, "phone", 0) };
+    assert_eq!(upsert(store, &k, &unwatched).await, (Outcome::Applied, Entry::Live(unwatched.clone())));
+    assert_eq!(get(store, &k).await, Some(Entry::Live(unwatched.clone())));
+    assert!(continue_watching(store, &k.profile(), 10).await.is_empty(), "an unwatched title is hidden");
+    assert_eq!(upsert(store, &k, &unwatched).await, (Outcome::Duplicate, Entry::Live(unwatched)));
+
+    let again = in_progress(4_000, "tv", 30_000);
+    assert_eq!(upsert(store, &k, &again).await, (Outcome::Applied, Entry::Live(again)));
+    assert_eq!(continue_watching(store, &k.profile(), 10).await, ["V1"], "playing again shows it");
 }
 
 /// A healthy store answers ping.

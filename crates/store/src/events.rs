@@ -1,11 +1,26 @@
-//! The event port: where applied checkpoints are announced for analytics.
+//! The event port: where applied checkpoints and marks are announced for
+//! analytics.
 
 use async_trait::async_trait;
 use playmark_core::{Progress, ProgressKey};
 
-/// An applied checkpoint, as published.
+playmark_core::wire_names! {
+    /// What a viewer did, as analytics tells it apart.
+    pub enum EventKind {
+        /// A checkpoint from a player.
+        Checkpoint = "checkpoint",
+        /// The title was marked watched.
+        Watched = "watched",
+        /// The title was marked not watched.
+        Unwatched = "unwatched",
+    }
+}
+
+/// An applied write, as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgressEvent {
+    /// What happened.
+    pub kind: EventKind,
     /// Whose progress, in which title.
     pub key: ProgressKey,
     /// The progress that now stands.
@@ -13,11 +28,13 @@ pub struct ProgressEvent {
 }
 
 impl ProgressEvent {
-    /// A deterministic id: the same checkpoint always has the same id, so a
-    /// retried publish is recognised as a duplicate by the sink.
+    /// A deterministic id, unique across kinds: the same write always has
+    /// the same id, so a retried publish is recognised as a duplicate by the
+    /// sink.
     pub fn id(&self) -> String {
         format!(
-            "{}#{}#{}#{}#{}#{}",
+            "{}#{}#{}#{}#{}#{}#{}",
+            self.kind.as_str(),
             self.key.account_id,
             self.key.profile_id,
             self.key.video_id,

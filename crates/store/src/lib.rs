@@ -56,5 +56,5 @@ pub mod faulty;
 
 pub use cache::{CacheError, ProgressCache};
 pub use error::StoreError;
-pub use events::{EventError, EventSink, ProgressEvent};
+pub use events::{EventError, EventKind, EventSink, ProgressEvent};
 pub use port::{ProgressStore, Written};

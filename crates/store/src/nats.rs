@@ -120,6 +120,7 @@ impl NatsSink {
 pub fn payload(event: &ProgressEvent) -> Vec<u8> {
     let p = &event.progress;
     json!({
+        "kind": event.kind.as_str(),
         "account_id": event.key.account_id.as_str(),
         "profile_id": event.key.profile_id.as_str(),
         "video_id": event.key.video_id.as_str(),

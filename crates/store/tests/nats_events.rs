@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use playmark_core::{AccountId, DeviceId, Position, ProfileId, Progress, ProgressKey, Timestamp, VideoId};
 use playmark_store::nats::{NatsOptions, NatsSink};
-use playmark_store::{EventSink, ProgressEvent};
+use playmark_store::{EventKind, EventSink, ProgressEvent};
 
 fn event(video: &str, at: u64) -> ProgressEvent {
     ProgressEvent {
+        kind: EventKind::Checkpoint,
         key: ProgressKey {
             account_id: AccountId::parse("acct").expect("valid"),
             profile_id: ProfileId::parse("A").expect("valid"),
@@ -51,9 +52,13 @@ async fn a_retried_publish_is_stored_once_and_distinct_events_are_all_stored() {
     sink.publish(&first).await.expect("a retry is acknowledged too");
     sink.publish(&event("V1", 2_000)).await.expect("published");
     sink.publish(&event("V2", 1_000)).await.expect("published");
+    // A mark with the very fields of a checkpoint is another event.
+    let watched = ProgressEvent { kind: EventKind::Watched, ..first.clone() };
+    assert_ne!(watched.id(), first.id(), "ids are unique across kinds");
+    sink.publish(&watched).await.expect("published");
     sink.ping().await.expect("connected");
 
-    assert_eq!(stored_messages(&url, &name).await, 3);
+    assert_eq!(stored_messages(&url, &name).await, 4);
     let client = async_nats::connect(url.as_str()).await.expect("NATS reachable");
     let mut stream = async_nats::jetstream::new(client).get_stream(&name).await.expect("stream exists");
     let config = &stream.info().await.expect("stream info").config;

@@ -71,6 +71,18 @@ describe('PlaymarkClient wire format', () => {
     assert.deepEqual(req.body, cp);
   });
 
+  test('markWatched sends the mark and only the fields it was given', async (t) => {
+    const srv = await startServer((req, res) => json(res, 200, { outcome: 'applied', record: record(0, req.body.updated_at ?? 7) }));
+    t.after(() => srv.close());
+    const { client } = clientFor(srv.baseUrl);
+    const mark = { ...KEY, device_id: 'phone', watched: true, duration: 3600, updated_at: 1000 };
+    assert.deepEqual(await client.markWatched(mark), { outcome: 'applied', record: record(0, 1000) });
+    await client.markWatched({ ...KEY, device_id: 'phone', watched: false });
+    const r = srv.requests;
+    assert.deepEqual([r[0].method, r[0].path, r[0].body], ['POST', '/playback/watched', mark]);
+    assert.deepEqual(r[1].body, { ...KEY, device_id: 'phone', watched: false });
+  });
+
   test('resume, continue-watching, forget, hide and batch', async (t) => {
     const srv = await startServer((req, res) => {
       if (req.path === '/playback/resume') return json(res, 200, { found: false, position: 0, action: 'start_over', reason: 'no_record' });

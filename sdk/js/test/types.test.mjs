@@ -67,3 +67,7 @@ test('every field of the .d.ts Checkpoint is a field of the server\'s UpdateRequ
     assert.ok(field in known, `Checkpoint.${field} is not a field the server knows`);
   }
 });
+
+test('the .d.ts Mark has exactly the fields of the server\'s WatchedRequest', () => {
+  assert.deepEqual(interfaceFields('Mark'), schemaFields('WatchedRequest'));
+});

@@ -197,6 +197,54 @@ where
     }
 }
 
+/// Reads an optional whole number that JSON may spell `8260` or `8260.0`:
+/// JSON Schema's `integer` (what `/openapi.json` declares) allows both, so
+/// the server must too. A fraction, a negative number or anything else is
+/// an error naming the field.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct WholeNumber;
+
+    impl<'de> serde::de::Visitor<'de> for WholeNumber {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a whole number from 0")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Some(n))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            u64::try_from(n).map(Some).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<Self::Value, E> {
+            // 2^64 is exactly representable; anything below it that is whole
+            // converts exactly.
+            if x.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&x) {
+                Ok(Some(x as u64))
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(x), &self))
+            }
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    d.deserialize_option(WholeNumber)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use playmark_wire::{
 };
 
 use super::ops::Health;
-use super::playback::{BatchRequest, HideRequest, UpdateRequest};
+use super::playback::{BatchRequest, HideRequest, UpdateRequest, WatchedRequest};
 
 /// playmark's HTTP API.
 #[derive(OpenApi)]
@@ -35,6 +35,7 @@ use super::playback::{BatchRequest, HideRequest, UpdateRequest};
         super::playback::continue_watching,
         super::playback::forget,
         super::playback::hide,
+        super::playback::watched,
         super::playback::batch,
         super::ops::healthz,
         super::ops::readyz,
@@ -43,7 +44,7 @@ use super::playback::{BatchRequest, HideRequest, UpdateRequest};
     ),
     components(schemas(
         UpdateRequest, UpdateResponse, UpdateOutcome, Record, ResumeResponse, ResumeAction, ResumeReason,
-        PlayerEvent, BatchRequest, BatchResponse, BatchItem, HideRequest,
+        PlayerEvent, BatchRequest, BatchResponse, BatchItem, HideRequest, WatchedRequest,
         ContinueWatchingResponse, ErrorBody, ErrorDetail, ErrorCode, Health
     )),
     tags(
@@ -91,10 +92,13 @@ pub fn document(auth: bool) -> utoipa::openapi::OpenApi {
         )
         .into(),
     );
-    // The account comes from the token: `account_id` may be left out (or
-    // sent as null, as any optional field may).
-    for name in ["UpdateRequest", "HideRequest"] {
-        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+    // The account comes from the token: in every request body, `account_id`
+    // may be left out (or sent as null, as any optional field may).
+    for (name, schema) in components.schemas.iter_mut() {
+        if !name.ends_with("Request") {
+            continue;
+        }
+        if let RefOr::T(Schema::Object(object)) = schema {
             object.required.retain(|field| field != "account_id");
             if let Some(RefOr::T(Schema::Object(account))) = object.properties.get_mut("account_id") {
                 account.schema_type = SchemaType::Array(vec![Type::String, Type::Null]);
@@ -199,6 +203,9 @@ fn add_links(doc: &mut utoipa::openapi::OpenApi) {
     add_link(doc, resume, "update", body_link("update", query, "Keep watching from here"));
     let hide = ("/playback/hide", "post", "204");
     add_link(doc, hide, "continue_watching", profile_link(body, "The row, without the title"));
+    let watched = ("/playback/watched", "post", "200");
+    add_link(doc, watched, "resume", title_link("resume", body, "A title marked watched starts over"));
+    add_link(doc, watched, "continue_watching", profile_link(body, "The row, without the title"));
 }
 
 /// A link to `operation` whose `account_id`, `profile_id` and `video_id`

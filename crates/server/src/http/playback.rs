@@ -1,4 +1,5 @@
-//! The playback routes: update, resume, continue-watching, delete.
+//! The playback routes: update, resume, continue-watching, delete, hide,
+//! mark watched, batch.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,8 +12,8 @@ use axum::routing::{delete, get, post};
 use futures::StreamExt;
 use playmark_core::checkpoint::parse_id;
 use playmark_core::{
-    Access, AccountId, Checkpoint, CheckpointInput, DeviceId, FieldError, PlayerEvent, Position, Principal,
-    ProfileId, ProfileKey, ProgressKey, VideoId,
+    Access, AccountId, Checkpoint, CheckpointInput, DeviceId, FieldError, Mark, MarkInput, PlayerEvent,
+    Position, Principal, ProfileId, ProfileKey, ProgressKey, VideoId,
 };
 use playmark_wire::{
     BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, Record, ResumeResponse,
@@ -24,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{JsonBody, MAX_BATCH_BODY_BYTES, Params, Warnings, parse_json};
+use super::extract::{JsonBody, MAX_BATCH_BODY_BYTES, Params, Warnings, parse_json, whole_number};
 use super::limits::RateLimited;
 use crate::auth::Caller;
 
@@ -40,6 +41,7 @@ pub fn router() -> Router<super::AppState> {
         .route("/playback/continue-watching", get(continue_watching))
         .route("/playback/progress", delete(forget))
         .route("/playback/hide", post(hide))
+        .route("/playback/watched", post(watched))
         .route("/playback/batch", post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
 }
 
@@ -69,6 +71,7 @@ pub struct UpdateRequest {
     /// The client's event time, ms since the epoch. Absent: the server's
     /// clock. Too far ahead of the server's clock: the server's clock.
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 9007199254740991_u64, example = 1764270000000_u64)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub updated_at: Option<u64>,
     /// What the player was doing (default `progress`). A `seek` is a
     /// deliberate choice: the stale-device guard never refuses it.
@@ -79,6 +82,7 @@ pub struct UpdateRequest {
     /// device stands more than the guard (default 5 min) ahead, the update is
     /// refused with 409 and that record.
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 9007199254740991_u64, example = 1764269000000_u64)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub resumed_from: Option<u64>,
 }
 
@@ -382,6 +386,81 @@ pub async fn hide(
     admit(&state, &key.account_id, None)?;
     state.service.hide(&key).await?;
     Ok((body.warnings, StatusCode::NO_CONTENT))
+}
+
+/// A title marked watched or not watched by the viewer.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct WatchedRequest {
+    /// The account.
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "acct-123")]
+    pub account_id: Option<String>,
+    /// The profile.
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "A")]
+    pub profile_id: Option<String>,
+    /// The title.
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "V1")]
+    pub video_id: Option<String>,
+    /// The device the viewer marked it on.
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "phone-anna")]
+    pub device_id: Option<String>,
+    /// `true`: watched (finished: out of continue-watching, resume starts
+    /// over). `false`: not watched (back to the start, and out of
+    /// continue-watching until it is played again).
+    #[schema(required = true, value_type = bool, example = true)]
+    pub watched: Option<bool>,
+    /// The title's length in seconds, above 0. A title marked watched
+    /// stands at its end.
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 2592000, example = 3600)]
+    pub duration: Option<f64>,
+    /// When the viewer marked it, ms since the epoch. Absent: the server's
+    /// clock. Too far ahead of the server's clock: the server's clock.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9007199254740991_u64, example = 1764270000000_u64)]
+    #[serde(default, deserialize_with = "whole_number")]
+    pub updated_at: Option<u64>,
+}
+
+/// Mark a title watched or not watched.
+///
+/// Merged like a checkpoint (last write wins on `updated_at`), so a late
+/// checkpoint from an old device cannot undo a newer mark, and playing the
+/// title again after the mark undoes it. Acknowledged only once durable.
+#[utoipa::path(
+    post, path = "/playback/watched", tag = "playback",
+    request_body = WatchedRequest,
+    responses(
+        (status = 200, description = "The mark was merged; the record that stands (`stale`: a newer write stands)", body = UpdateResponse),
+        (status = 400, description = "Malformed JSON or an invalid field (named in `field`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not declared as JSON", body = ErrorBody),
+        (status = 500, description = "The store holds a record it cannot read (logged)", body = ErrorBody),
+        (status = 503, description = "Storage could not take the write in time; nothing acknowledged", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub async fn watched(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: JsonBody<WatchedRequest>,
+) -> Result<(Warnings, Json<UpdateResponse>), ApiError> {
+    let WatchedRequest { account_id, profile_id, video_id, device_id, watched, duration, updated_at } =
+        body.value;
+    let account = account_of(&state, &caller, account_id)?;
+    let mark = Mark::try_from(MarkInput {
+        account_id: Some(account.to_string()),
+        profile_id,
+        video_id,
+        device_id,
+        watched,
+        duration,
+        updated_at,
+    })?;
+    authorize(&state, &caller, &mark.key.profile(), Access::Write)?;
+    admit(&state, &mark.key.account_id, Some(&mark.device_id))?;
+    let key = mark.key.clone();
+    let update = state.service.mark(mark).await?;
+    let record = update.standing.as_ref().map(|p| record_of(&key, p));
+    let outcome = UpdateOutcome::try_from(update.outcome).map_err(|_| ApiError::conflict(record.clone()))?;
+    Ok((body.warnings, Json(UpdateResponse { outcome, record })))
 }
 
 /// Identifies one title of one profile.

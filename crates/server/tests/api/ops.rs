@@ -58,6 +58,7 @@ async fn openapi_describes_every_endpoint() {
         ("/playback/continue-watching", "get"),
         ("/playback/progress", "delete"),
         ("/playback/hide", "post"),
+        ("/playback/watched", "post"),
         ("/playback/batch", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),

@@ -1,5 +1,6 @@
 //! The player-side additions: resume guardrails with a local position, the
-//! stale-device guard, batch uploads, and hiding titles.
+//! stale-device guard, batch uploads, hiding titles, and marking them
+//! watched.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -196,4 +197,101 @@ async fn hiding_a_title_takes_it_out_of_continue_watching_until_the_next_checkpo
         Some("video_id"),
     )
     .await;
+}
+
+/// The titles of acct/A's continue-watching row.
+async fn row(app: &TestApp) -> Vec<String> {
+    let listed =
+        json_of(app.get("/playback/continue-watching?account_id=acct&profile_id=A").await, StatusCode::OK)
+            .await;
+    let items = listed["items"].as_array().expect("items");
+    items.iter().map(|r| r["video_id"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// Marking watched and unwatched: merged like checkpoints (a late one from
+/// an old device cannot undo a newer mark; playing again does), out of
+/// continue-watching, and resume starts over.
+#[tokio::test]
+async fn marking_watched_and_unwatched_merges_like_a_checkpoint() {
+    let app = TestApp::spawn().await;
+    let t = now_ms() - 60_000;
+    let mark = |watched: bool, at: u64| {
+        json!({"account_id": "acct", "profile_id": "A", "video_id": "V1", "device_id": "phone",
+               "watched": watched, "duration": 3600, "updated_at": at})
+    };
+    app.update_ok(&with(checkpoint("V1", "tv", 1200.0, t), "duration", json!(3600))).await;
+    assert_eq!(row(&app).await, ["V1"]);
+
+    let marked =
+        json_of(app.post_json("/playback/watched", &mark(true, t + 10_000)).await, StatusCode::OK).await;
+    assert_eq!(marked["outcome"], "applied", "{marked}");
+    assert_eq!(
+        (marked["record"]["position"].clone(), marked["record"]["device_id"].clone()),
+        (json!(3600), json!("phone"))
+    );
+    assert!(row(&app).await.is_empty(), "a watched title leaves continue-watching");
+    let resume = app.resume("V1").await;
+    assert_eq!(
+        (resume["action"].clone(), resume["reason"].clone()),
+        (json!("start_over"), json!("finished"))
+    );
+
+    // The TV was offline: its older checkpoint arrives after the mark.
+    let late = app
+        .post_json(
+            "/playback/update",
+            &with(checkpoint("V1", "tv", 1260.0, t + 5_000), "duration", json!(3600)),
+        )
+        .await;
+    let late = json_of(late, StatusCode::OK).await;
+    assert_eq!((late["outcome"].clone(), late["record"]["position"].clone()), (json!("stale"), json!(3600)));
+
+    let unmarked =
+        json_of(app.post_json("/playback/watched", &mark(false, t + 20_000)).await, StatusCode::OK).await;
+    assert_eq!(
+        (unmarked["outcome"].clone(), unmarked["record"]["position"].clone()),
+        (json!("applied"), json!(0))
+    );
+    assert!(row(&app).await.is_empty(), "an unwatched title waits until it is played again");
+    assert_eq!(app.resume("V1").await["action"], "start_over");
+    let replay =
+        json_of(app.post_json("/playback/watched", &mark(false, t + 20_000)).await, StatusCode::OK).await;
+    assert_eq!(replay["outcome"], "duplicate");
+    let older =
+        json_of(app.post_json("/playback/watched", &mark(true, t + 15_000)).await, StatusCode::OK).await;
+    assert_eq!((older["outcome"].clone(), older["record"]["position"].clone()), (json!("stale"), json!(0)));
+
+    app.update_ok(&with(checkpoint("V1", "tv", 60.0, t + 30_000), "duration", json!(3600))).await;
+    assert_eq!(row(&app).await, ["V1"], "playing again brings it back");
+
+    for (field, body) in [
+        ("watched", with(mark(true, t), "watched", Value::Null)),
+        ("watched", with(mark(true, t), "watched", json!("yes"))),
+        ("device_id", with(mark(true, t), "device_id", json!("tv 1"))),
+        ("duration", with(mark(true, t), "duration", json!(0))),
+        ("updated_at", with(mark(true, t), "updated_at", json!(1.5))),
+        ("updated_at", with(mark(true, t), "updated_at", json!(-1))),
+    ] {
+        assert_error(
+            app.post_json("/playback/watched", &body).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(field),
+        )
+        .await;
+    }
+}
+
+/// JSON Schema's `integer` (what /openapi.json declares for times) allows
+/// `8260.0` as well as `8260`: both are the same time.
+#[tokio::test]
+async fn whole_number_times_may_be_written_with_a_fraction_of_zero() {
+    let app = TestApp::spawn().await;
+    let t = now_ms() - 60_000;
+    let body = with(checkpoint("V1", "tv", 60.0, t), "updated_at", json!(t as f64));
+    let answer = app.update_ok(&with(body, "resumed_from", json!((t - 1) as f64))).await;
+    assert_eq!(
+        (answer["outcome"].clone(), answer["record"]["updated_at"].clone()),
+        (json!("applied"), json!(t))
+    );
 }

@@ -203,6 +203,7 @@ async fn apply(
                 &rows.durations,
                 &touched_at,
                 &rows.finished,
+                &rows.hidden,
                 &guarded.accounts,
                 &guarded.profiles,
                 &guarded.videos,
@@ -253,6 +254,7 @@ struct Rows<'a> {
     positions: Vec<i64>,
     durations: Vec<Option<i64>>,
     finished: Vec<bool>,
+    hidden: Vec<bool>,
 }
 
 impl<'a> Rows<'a> {
@@ -266,6 +268,7 @@ impl<'a> Rows<'a> {
             positions: Vec::with_capacity(n),
             durations: Vec::with_capacity(n),
             finished: Vec::with_capacity(n),
+            hidden: Vec::with_capacity(n),
         }
     }
 
@@ -279,6 +282,7 @@ impl<'a> Rows<'a> {
         self.positions.push(progress.position.as_millis() as i64);
         self.durations.push(progress.duration.map(|d| d.as_millis() as i64));
         self.finished.push(progress.finished);
+        self.hidden.push(progress.hidden);
         Ok(())
     }
 }

@@ -142,26 +142,27 @@ macro_rules! count_removed {
 
 /// Writes a batch of checkpoints (one row per key) where each is newer than
 /// what stands and not refused by its stale-device guard, in one statement,
-/// and counts the new rows. Returns the keys that were applied. `$9` is
-/// each row's `finished`; `$10..$14` list the guarded rows (account,
-/// profile, video, resumed_from, max regression). The guard is evaluated
+/// and counts the new rows. Returns the keys that were applied. `$9` and
+/// `$10` are each row's `finished` and `hidden` (a checkpoint is never
+/// hidden; a mark as unwatched is); `$11..$15` list the guarded rows
+/// (account, profile, video, resumed_from, max regression). The guard is evaluated
 /// inside `ON CONFLICT ... WHERE`, against the locked current row, so it is
 /// as atomic as the merge rule (`playmark_core::StaleGuard`).
 pub(crate) const UPSERT_BATCH: &str = concat!(
     "WITH written AS (INSERT INTO playmark_progress AS t ",
     "(account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at, hidden, finished) ",
-    "SELECT a, p, v, false, u, d, pos, dur, tt, false, f FROM unnest(",
-    "$1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::boolean[]",
-    ") AS i(a, p, v, u, d, pos, dur, tt, f) ",
+    "SELECT a, p, v, false, u, d, pos, dur, tt, h, f FROM unnest(",
+    "$1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::boolean[], ",
+    "$10::boolean[]) AS i(a, p, v, u, d, pos, dur, tt, f, h) ",
     "ON CONFLICT (account_id, profile_id, video_id) DO UPDATE SET ",
     "deleted = false, updated_at = excluded.updated_at, device_id = excluded.device_id, ",
     "position_ms = excluded.position_ms, duration_ms = excluded.duration_ms, touched_at = excluded.touched_at, ",
-    "hidden = false, finished = excluded.finished ",
+    "hidden = excluded.hidden, finished = excluded.finished ",
     "WHERE ",
     order_of!("excluded"),
     " > ",
     order_of!("t"),
-    " AND NOT EXISTS (SELECT 1 FROM unnest($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[]) ",
+    " AND NOT EXISTS (SELECT 1 FROM unnest($11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[]) ",
     "AS g(a, p, v, rf, ms) WHERE g.a = excluded.account_id AND g.p = excluded.profile_id AND g.v = excluded.video_id ",
     "AND NOT t.deleted AND t.updated_at > g.rf AND t.device_id <> excluded.device_id ",
     "AND t.position_ms - excluded.position_ms > g.ms)",

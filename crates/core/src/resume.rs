@@ -165,6 +165,22 @@ mod tests {
         assert_eq!(decide(7.0, None), (ResumeAction::Resume, 7.0, ResumeReason::InProgress));
     }
 
+    /// docs/design.md, Guardrails: after the threshold changes, a stored
+    /// title is finished if its stored flag or the threshold in force says so.
+    #[test]
+    fn a_stored_finished_flag_and_the_threshold_in_force_each_finish_a_title() {
+        let raised = ResumePolicy { max_resume_percent: 95.0, ..ResumePolicy::default() };
+        let written_under_90 = Progress { finished: true, ..progress(3312.0, Some(3600.0)) };
+        assert_eq!(raised.decide(Some(&written_under_90)).reason, ResumeReason::Finished, "92 %, flagged");
+        assert_eq!(raised.decide(Some(&progress(3312.0, Some(3600.0)))).reason, ResumeReason::InProgress);
+        let lowered = ResumePolicy { max_resume_percent: 85.0, ..ResumePolicy::default() };
+        assert_eq!(
+            lowered.decide(Some(&progress(3132.0, Some(3600.0)))).reason,
+            ResumeReason::Finished,
+            "87 %"
+        );
+    }
+
     #[test]
     fn no_record_starts_over() {
         let d = ResumePolicy::default().decide(None);

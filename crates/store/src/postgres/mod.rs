@@ -97,7 +97,7 @@ impl std::fmt::Debug for PostgresOptions {
 /// The PostgreSQL-backed [`ProgressStore`].
 pub struct PostgresStore {
     pool: Pool,
-    reads: mpsc::Sender<reads::Read>,
+    reads: reads::Reads,
     upserts: Mutex<Option<mpsc::Sender<Upsert>>>,
     writers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -173,14 +173,7 @@ impl PostgresStore {
         // Reads take the connections the writers leave, a few at a time:
         // fewer calls make bigger groups.
         let read_calls = (pool_size - writers).clamp(1, MAX_READ_CALLS);
-        let (reads, queued) = mpsc::channel(read_calls * options.max_batch.max(1));
-        tokio::spawn(reads::reader(
-            pool.clone(),
-            queued,
-            options.max_batch.max(1),
-            read_calls,
-            round_deadline,
-        ));
+        let reads = reads::Reads::start(pool.clone(), options.max_batch, read_calls, round_deadline);
         tracing::info!(pool_size, writers, read_calls, "postgres store connected");
         Ok(Self { pool, reads, upserts: Mutex::new(Some(tx)), writers: Mutex::new(tasks) })
     }
@@ -223,9 +216,7 @@ impl ProgressStore for PostgresStore {
     }
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.reads.send(reads::Read { key: key.clone(), reply }).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        self.reads.get(key).await
     }
 
     async fn continue_watching(

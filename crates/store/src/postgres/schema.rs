@@ -179,6 +179,11 @@ pub(crate) const GET_MANY: &str = concat!(
     "ON t.account_id = k.a AND t.profile_id = k.p AND t.video_id = k.v"
 );
 
+/// One row: a group of one read uses this rather than [`GET_MANY`], which
+/// costs PostgreSQL a function scan and a join for a single key.
+pub(crate) const GET: &str = "SELECT account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, hidden, finished \
+     FROM playmark_progress WHERE account_id = $1 AND profile_id = $2 AND video_id = $3";
+
 /// A profile's titles in progress, newest first, ties by video id
 /// (byte-wise, as in Rust): the first `$3` of the partial index.
 pub(crate) const CONTINUE_WATCHING: &str = "SELECT video_id, deleted, updated_at, device_id, position_ms, duration_ms, hidden, finished \

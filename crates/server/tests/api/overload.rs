@@ -37,6 +37,7 @@ async fn metric(app: &TestApp, sample: &str) -> f64 {
 async fn one_household_flooding_is_refused_while_another_is_served() {
     // The defaults: 20/s per account, bursts of 100.
     let app = &TestApp::spawn().await;
+    let started = std::time::Instant::now();
     let flood = async {
         let mut answers = Vec::new();
         // 16 players' worth of requests at once, for one account, 640 in all.
@@ -60,6 +61,10 @@ async fn one_household_flooding_is_refused_while_another_is_served() {
         statuses
     };
     let (flooded, calm) = tokio::join!(flood, calm);
+    // The bucket refills while the flood runs, for as long as the store
+    // takes to write it (seconds on an emulator): the burst, the refill of
+    // the elapsed time, and one round in flight is all it may admit.
+    let allowed = 100 + (20.0 * started.elapsed().as_secs_f64()).ceil() as usize + 16;
 
     assert!(calm.iter().all(|s| *s == StatusCode::OK), "the other account was hurt: {calm:?}");
     let admitted = flooded.iter().filter(|r| r.status() == StatusCode::OK).count();
@@ -67,11 +72,14 @@ async fn one_household_flooding_is_refused_while_another_is_served() {
         flooded.into_iter().filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS).collect();
     assert_eq!(admitted + refused.len(), 640, "every flood request is admitted or refused 429");
     assert!(admitted >= 100, "the burst is admitted: {admitted}");
-    assert!(refused.len() >= 400, "a flood far over the rate is mostly refused: {} refused", refused.len());
-    let first = refused.into_iter().next().expect("refusals");
+    assert!(
+        admitted <= allowed,
+        "the flood got past its rate: {admitted} admitted, at most {allowed} allowed"
+    );
+    let (refusals, first) = (refused.len(), refused.into_iter().next().expect("refusals"));
     assert!(retry_after(&first) >= 1);
     assert_error(first, StatusCode::TOO_MANY_REQUESTS, "rate_limited", None).await;
-    assert!(metric(app, "playmark_rate_limited_requests_total").await >= 400.0);
+    assert!(metric(app, "playmark_rate_limited_requests_total").await >= refusals as f64);
     // Health checks are never limited.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }

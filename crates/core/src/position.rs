@@ -29,10 +29,12 @@ fn secs_to_millis(secs: f64) -> Result<u64, PositionError> {
     if secs < 0.0 {
         return Err(PositionError::TooSmall(">= 0"));
     }
-    let ms = (secs * 1000.0).round();
-    if ms > MAX_MILLIS as f64 {
+    // Compared before rounding: the documented bound is on the seconds sent,
+    // so 2592000.0000000005 is over it even though it rounds to the bound.
+    if secs > MAX_MILLIS as f64 / 1000.0 {
         return Err(PositionError::TooLarge);
     }
+    let ms = (secs * 1000.0).round();
     // In range [0, MAX_MILLIS] and integral, so the cast is exact.
     Ok(ms as u64)
 }
@@ -137,6 +139,13 @@ mod tests {
     fn duration_must_be_above_zero() {
         assert_eq!(Duration::from_secs(0.0), Err(PositionError::TooSmall("> 0")));
         assert_eq!(Duration::from_secs(0.0001), Ok(Duration(1)), "above 0 is a length");
+        assert_eq!(Position::from_secs(2_592_000.0).map(Position::as_millis), Ok(2_592_000_000));
+        assert_eq!(
+            Position::from_secs(2_592_000.000_000_5),
+            Err(PositionError::TooLarge),
+            "over, though it rounds to it"
+        );
+        assert_eq!(Duration::from_secs(2_592_000.000_000_5), Err(PositionError::TooLarge));
         assert_eq!(Duration::from_secs(5e-324), Ok(Duration(1)), "the smallest double above 0");
         assert_eq!(Duration::from_secs(-0.0), Err(PositionError::TooSmall("> 0")));
         assert_eq!(Duration::from_secs(-5.0), Err(PositionError::TooSmall("> 0")));

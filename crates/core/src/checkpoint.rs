@@ -51,6 +51,24 @@ pub fn parse_id<T>(
     parse(value).map_err(|e| FieldError::invalid(field, e))
 }
 
+/// Parses an optional `duration` in seconds.
+pub fn parse_duration(duration: Option<f64>) -> Result<Option<Duration>, FieldError> {
+    duration.map(Duration::from_secs).transpose().map_err(|e| FieldError::invalid("duration", e))
+}
+
+/// Parses an optional time in ms since the epoch (`updated_at`,
+/// `resumed_from`). JSON numbers above 2^53 are not exact anywhere; beyond
+/// that a time is a client bug, and stores keep times as signed 64-bit
+/// integers.
+pub fn parse_time(field: &'static str, ms: Option<u64>) -> Result<Option<Timestamp>, FieldError> {
+    match ms {
+        Some(ms) if ms > MAX_SAFE_MILLIS => {
+            Err(FieldError::invalid(field, "must be a time in ms since the epoch"))
+        }
+        ms => Ok(ms.map(Timestamp::from_millis)),
+    }
+}
+
 /// Parses the `(account_id, profile_id)` pair of a request.
 pub fn parse_profile_key(
     account_id: Option<String>,
@@ -141,11 +159,7 @@ impl TryFrom<CheckpointInput> for Checkpoint {
         let position = input.position.ok_or_else(|| FieldError::required("position"))?;
         let position = Position::from_secs(position).map_err(|e| FieldError::invalid("position", e))?;
         let device_id = parse_id("device_id", input.device_id, DeviceId::parse)?;
-        let duration = input
-            .duration
-            .map(Duration::from_secs)
-            .transpose()
-            .map_err(|e| FieldError::invalid("duration", e))?;
+        let duration = parse_duration(input.duration)?;
         let position = match duration {
             Some(d) if position.as_millis() > d.as_millis() + POSITION_OVERSHOOT_SLACK_MS => {
                 return Err(FieldError::invalid(
@@ -159,23 +173,9 @@ impl TryFrom<CheckpointInput> for Checkpoint {
             _ => position,
         };
         let event = input.event.unwrap_or_default();
-        // JSON numbers above 2^53 are not exact anywhere; beyond that a time
-        // is a client bug, and stores keep times as signed 64-bit integers.
-        if input.resumed_from.is_some_and(|ms| ms > MAX_SAFE_MILLIS) {
-            return Err(FieldError::invalid("resumed_from", "must be a time in ms since the epoch"));
-        }
-        if input.updated_at.is_some_and(|ms| ms > MAX_SAFE_MILLIS) {
-            return Err(FieldError::invalid("updated_at", "must be a time in ms since the epoch"));
-        }
-        Ok(Checkpoint {
-            key,
-            device_id,
-            position,
-            duration,
-            client_time: input.updated_at.map(Timestamp::from_millis),
-            event,
-            resumed_from: input.resumed_from.map(Timestamp::from_millis),
-        })
+        let resumed_from = parse_time("resumed_from", input.resumed_from)?;
+        let client_time = parse_time("updated_at", input.updated_at)?;
+        Ok(Checkpoint { key, device_id, position, duration, client_time, event, resumed_from })
     }
 }
 

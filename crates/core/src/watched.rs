@@ -5,7 +5,7 @@
 //! late checkpoint from an old device cannot undo a newer mark, and a newer
 //! checkpoint (a rewatch) undoes an older one.
 
-use crate::checkpoint::{MAX_SAFE_MILLIS, parse_id, parse_progress_key};
+use crate::checkpoint::{parse_duration, parse_id, parse_progress_key, parse_time};
 use crate::{DeviceId, Duration, FieldError, Position, Progress, ProgressKey, Timestamp};
 
 /// The fields of a mark request, as decoded but not yet validated.
@@ -49,21 +49,9 @@ impl TryFrom<MarkInput> for Mark {
         let key = parse_progress_key(input.account_id, input.profile_id, input.video_id)?;
         let device_id = parse_id("device_id", input.device_id, DeviceId::parse)?;
         let watched = input.watched.ok_or_else(|| FieldError::required("watched"))?;
-        let duration = input
-            .duration
-            .map(Duration::from_secs)
-            .transpose()
-            .map_err(|e| FieldError::invalid("duration", e))?;
-        if input.updated_at.is_some_and(|ms| ms > MAX_SAFE_MILLIS) {
-            return Err(FieldError::invalid("updated_at", "must be a time in ms since the epoch"));
-        }
-        Ok(Mark {
-            key,
-            device_id,
-            watched,
-            duration,
-            client_time: input.updated_at.map(Timestamp::from_millis),
-        })
+        let duration = parse_duration(input.duration)?;
+        let client_time = parse_time("updated_at", input.updated_at)?;
+        Ok(Mark { key, device_id, watched, duration, client_time })
     }
 }
 

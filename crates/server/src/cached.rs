@@ -182,36 +182,34 @@ async fn cache_writer(
     timeout: Duration,
 ) {
     let calls = Arc::new(tokio::sync::Semaphore::new(CACHE_CALLS));
-    while let Some(first) = writes.recv().await {
+    let mut batch = Vec::with_capacity(CACHE_BATCH);
+    loop {
+        // A call first: while every call is busy, updates gather.
         let Ok(call) = Arc::clone(&calls).acquire_owned().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < CACHE_BATCH {
-            match writes.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
+        if writes.recv_many(&mut batch, CACHE_BATCH).await == 0 {
+            return;
         }
+        let (entries, waiting): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|w| ((w.key, w.entry), w.done)).unzip();
         let (cache, repairs, metrics) = (Arc::clone(&cache), Arc::clone(&repairs), Arc::clone(&metrics));
         tokio::spawn(async move {
-            let entries: Vec<(ProgressKey, Entry)> =
-                batch.iter().map(|w| (w.key.clone(), w.entry.clone())).collect();
             let stored = match tokio::time::timeout(timeout, cache.put_many(&entries)).await {
                 Ok(Ok(_)) => true,
                 failed => {
-                    metrics.cache_update_failures.inc_by(batch.len() as u64);
+                    metrics.cache_update_failures.inc_by(entries.len() as u64);
                     let reason = match failed {
                         Ok(Err(e)) => e.to_string(),
                         _ => "timed out".into(),
                     };
-                    tracing::debug!(error = %reason, updates = batch.len(), "cache update failed; queued for repair");
+                    tracing::debug!(error = %reason, updates = entries.len(), "cache update failed; queued for repair");
                     for (key, entry) in entries {
                         repairs.push(key, entry, &metrics);
                     }
                     false
                 }
             };
-            for write in batch {
-                let _ = write.done.send(stored);
+            for done in waiting {
+                let _ = done.send(stored);
             }
             drop(call);
         });

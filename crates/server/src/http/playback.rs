@@ -148,7 +148,14 @@ async fn apply(
     let service = &state.service;
     let key = checkpoint.key.clone();
     let update = service.update(checkpoint).await?;
-    let record = update.standing.as_ref().map(|p| record_of(&key, p));
+    answer(&key, update)
+}
+
+/// The answer to a write of `key` (a checkpoint or a mark): the outcome and
+/// the record that stands, or the 409 of a refusal by the stale-device
+/// guard.
+fn answer(key: &ProgressKey, update: crate::service::Update) -> Result<UpdateResponse, ApiError> {
+    let record = update.standing.as_ref().map(|p| record_of(key, p));
     match UpdateOutcome::try_from(update.outcome) {
         Ok(outcome) => Ok(UpdateResponse { outcome, record }),
         Err(_) => Err(ApiError::conflict(record)),
@@ -458,9 +465,7 @@ pub async fn watched(
     admit(&state, &mark.key.account_id, Some(&mark.device_id))?;
     let key = mark.key.clone();
     let update = state.service.mark(mark).await?;
-    let record = update.standing.as_ref().map(|p| record_of(&key, p));
-    let outcome = UpdateOutcome::try_from(update.outcome).map_err(|_| ApiError::conflict(record.clone()))?;
-    Ok((body.warnings, Json(UpdateResponse { outcome, record })))
+    Ok((body.warnings, Json(answer(&key, update)?)))
 }
 
 /// Identifies one title of one profile.

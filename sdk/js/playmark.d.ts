@@ -157,9 +157,15 @@ export interface PlaybackRecord extends TitleKey {
   duration?: number;
   device_id: string;
   updated_at: number;
+  /** The series the title belongs to, once a write named one (kept until a write names another; a deletion forgets it). */
+  series_id?: string;
+  /** The title's ordinal in `series_id`. */
+  episode?: number;
+  /** When the title first became finished (ms); present exactly while it is finished. */
+  finished_at?: number;
 }
 
-/** The body of POST /playback/update. */
+/** The body of POST /playback/update (each item of POST /playback/batch too). */
 export interface Checkpoint extends TitleKey {
   device_id: string;
   position: number;
@@ -168,6 +174,10 @@ export interface Checkpoint extends TitleKey {
   event?: CheckpointEvent;
   /** The `updated_at` of the record the device resumed from or last wrote (stale-device guard). */
   resumed_from?: number;
+  /** The series the title is an episode of; with `episode`, or neither. */
+  series_id?: string;
+  /** The episode's ordinal in `series_id`, 0 to 2147483647; with `series_id`, or neither. */
+  episode?: number;
 }
 
 /** `POST /playback/watched`: a title marked watched (`true`) or not watched. */
@@ -176,6 +186,52 @@ export interface Mark extends TitleKey {
   watched: boolean;
   duration?: number;
   updated_at?: number;
+  /** The series the title is an episode of; with `episode`, or neither. */
+  series_id?: string;
+  /** The episode's ordinal in `series_id`, 0 to 2147483647; with `series_id`, or neither. */
+  episode?: number;
+}
+
+/**
+ * In a continue-watching row grouped by series: the series' latest episode
+ * is finished, so play the next one. The player maps `next_episode` to a
+ * title from its own catalog. Told apart from a record by `next_episode`.
+ */
+export interface NextUp {
+  series_id: string;
+  /** The finished episode's ordinal plus one. */
+  next_episode: number;
+  /** The finished episode's record. */
+  after: PlaybackRecord;
+}
+
+/** An item of a continue-watching row grouped by series: a title to resume, or a series' next episode. */
+export type ShelfItem = PlaybackRecord | NextUp;
+
+/** GET /playback/continue-watching with `group: 'series'`. */
+export interface ContinueWatchingRow {
+  /** Newest activity first: titles and series episodes in progress, and next-up series. */
+  items: ShelfItem[];
+}
+
+export interface ContinueWatchingOptions {
+  /** `'series'`: at most one item per series (its episode in progress, or what is next up). */
+  group?: 'series';
+}
+
+/** One page of GET /playback/history. */
+export interface HistoryPage {
+  /** Finished titles, newest `finished_at` first (ties by `video_id`). */
+  items: PlaybackRecord[];
+  /** The `cursor` of the next page; `null` when this page is the last. */
+  next_cursor: string | null;
+}
+
+export interface HistoryOptions {
+  /** 1 to 100; default 20. */
+  limit?: number;
+  /** A `next_cursor` from a previous page, as is; absent or null: the newest. */
+  cursor?: string | null;
 }
 
 export interface UpdateResult {
@@ -257,7 +313,13 @@ export declare class PlaymarkClient {
   retries: number;
   update(checkpoint: Checkpoint): Promise<UpdateResult>;
   resume(key: TitleKey, options?: { deviceId?: string; localPosition?: number }): Promise<ResumeAnswer>;
-  continueWatching(key: ProfileKey, limit?: number): Promise<{ items: PlaybackRecord[] }>;
+  continueWatching(key: ProfileKey, limit?: number | null, options?: { group?: undefined }): Promise<{ items: PlaybackRecord[] }>;
+  /** With `group: 'series'`: one item per series, a record or a NextUp (`'next_episode' in item`). */
+  continueWatching(key: ProfileKey, limit: number | null | undefined, options: ContinueWatchingOptions): Promise<ContinueWatchingRow>;
+  /** GET /playback/history: one page of the profile's finished titles, newest finish first. */
+  history(key: ProfileKey, options?: HistoryOptions): Promise<HistoryPage>;
+  /** Every page of history from `options.cursor` (default: the newest) to the last, fetched as iterated. */
+  historyPages(key: ProfileKey, options?: HistoryOptions): AsyncGenerator<HistoryPage, void, undefined>;
   forget(key: TitleKey): Promise<void>;
   hide(key: TitleKey): Promise<void>;
   /** Marks a title watched or not watched; merged like a checkpoint (`stale` when a newer write stands). */
@@ -310,6 +372,10 @@ export interface PlayerOptions {
   /** Guardrails applied by resume() when the server did not. */
   handoff?: HandoffConfig;
   resumePolicy?: ResumePolicy;
+  /** The series the title is an episode of, sent as `series_id` with every checkpoint; with `episode`, or neither. */
+  seriesId?: string | null;
+  /** The episode's ordinal in the series, sent as `episode`; with `seriesId`, or neither. */
+  episode?: number | null;
 }
 
 export declare class Player {
@@ -318,6 +384,10 @@ export declare class Player {
   readonly key: TitleKey;
   readonly deviceId: string;
   durationSec: number | null;
+  /** The series sent with every checkpoint, or null. */
+  seriesId: string | null;
+  /** The episode sent with every checkpoint, or null. */
+  episode: number | null;
   readonly policy: CheckpointPolicy;
   /** The `updated_at` sent as `resumed_from`, or null. */
   resumedFrom: number | null;

@@ -275,7 +275,11 @@ export class PlaymarkClient {
     this._fetch = (url, init) => fetch.call(globalThis, url, init);
   }
 
-  /** POST /playback/update. Resolves to `{outcome, record}`; a 409 rejects with the standing `record`. */
+  /**
+   * POST /playback/update. The checkpoint goes as it is (an episode's with
+   * its `series_id` and `episode`). Resolves to `{outcome, record}`; a 409
+   * rejects with the standing `record`.
+   */
   update(checkpoint) {
     return this._request('POST', '/playback/update', { body: checkpoint });
   }
@@ -291,11 +295,43 @@ export class PlaymarkClient {
     return this._request('GET', '/playback/resume', { query });
   }
 
-  /** GET /playback/continue-watching. Resolves to `{items}`. */
-  continueWatching({ account_id, profile_id }, limit) {
+  /**
+   * GET /playback/continue-watching. Resolves to `{items}`. With
+   * `group: 'series'`, a series is one item: its episode in progress (a
+   * record), or `{series_id, next_episode, after}` once its latest episode
+   * is finished (told apart by `next_episode`).
+   */
+  continueWatching({ account_id, profile_id }, limit, { group } = {}) {
     const query = { account_id, profile_id };
     if (limit !== undefined && limit !== null) query.limit = limit;
+    if (group !== undefined && group !== null) query.group = group;
     return this._request('GET', '/playback/continue-watching', { query });
+  }
+
+  /**
+   * GET /playback/history: the profile's finished titles, newest finish
+   * first. Resolves to `{items, next_cursor}`; pass `next_cursor` back as
+   * `cursor` for the next page (it is `null` after the last one).
+   */
+  history({ account_id, profile_id }, { limit, cursor } = {}) {
+    const query = { account_id, profile_id };
+    if (limit !== undefined && limit !== null) query.limit = limit;
+    if (cursor !== undefined && cursor !== null) query.cursor = cursor;
+    return this._request('GET', '/playback/history', { query });
+  }
+
+  /**
+   * Every page of history from `cursor` (default: the newest) to the end,
+   * one request per page as the loop asks: `for await (const page of
+   * client.historyPages(key)) ...`. Each page is a `history()` answer.
+   */
+  async *historyPages(key, { limit, cursor } = {}) {
+    let next = cursor ?? null;
+    do {
+      const page = await this.history(key, { limit, cursor: next });
+      yield page;
+      next = page?.next_cursor ?? null;
+    } while (next !== null);
   }
 
   /** DELETE /playback/progress: forget one title. Resolves to undefined. */
@@ -310,13 +346,16 @@ export class PlaymarkClient {
 
   /**
    * POST /playback/watched: mark a title watched (`watched: true`) or not
-   * watched. Merged like a checkpoint: resolves to `{outcome, record}`, and
-   * `stale` when a newer write stands.
+   * watched, with its `series_id` and `episode` when it is an episode.
+   * Merged like a checkpoint: resolves to `{outcome, record}`, and `stale`
+   * when a newer write stands.
    */
-  markWatched({ account_id, profile_id, video_id, device_id, watched, duration, updated_at }) {
+  markWatched({ account_id, profile_id, video_id, device_id, watched, duration, updated_at, series_id, episode }) {
     const body = { account_id, profile_id, video_id, device_id, watched };
     if (duration !== undefined && duration !== null) body.duration = duration;
     if (updated_at !== undefined && updated_at !== null) body.updated_at = updated_at;
+    if (series_id !== undefined && series_id !== null) body.series_id = series_id;
+    if (episode !== undefined && episode !== null) body.episode = episode;
     return this._request('POST', '/playback/watched', { body });
   }
 
@@ -461,14 +500,22 @@ export class Player {
     localPositionSec,
     resumePolicy,
     handoff,
+    seriesId,
+    episode,
   }) {
     if (!client) throw new TypeError('Player needs a client');
     if (!key || !key.account_id || !key.profile_id || !key.video_id) throw new TypeError('Player needs key {account_id, profile_id, video_id}');
     if (!deviceId) throw new TypeError('Player needs a deviceId');
+    if ((seriesId === undefined || seriesId === null) !== (episode === undefined || episode === null)) {
+      throw new TypeError('Player needs seriesId and episode together, or neither');
+    }
     this.client = client;
     this.key = { account_id: key.account_id, profile_id: key.profile_id, video_id: key.video_id };
     this.deviceId = deviceId;
     this.durationSec = durationSec ?? null;
+    /** The series the title belongs to and its episode (sent with every checkpoint), or null. */
+    this.seriesId = seriesId ?? null;
+    this.episode = episode ?? null;
     this.policy = policy instanceof CheckpointPolicy ? policy : new CheckpointPolicy(policy ?? {});
     this.now = now;
     this._onLog = onLog ?? null;
@@ -600,6 +647,10 @@ export class Player {
     };
     if (this.durationSec !== null && this.durationSec !== undefined) body.duration = this.durationSec;
     if (this.resumedFrom !== null) body.resumed_from = this.resumedFrom;
+    if (this.seriesId !== null) {
+      body.series_id = this.seriesId;
+      body.episode = this.episode;
+    }
     this._log({ kind: 'sent', event: send.event, position: body.position, at: send.at, checkpoint: body });
     const done = this.client.update(body).then(
       (res) => {

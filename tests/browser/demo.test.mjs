@@ -5,8 +5,10 @@
 // It starts `playmark serve` on a free loopback port over a fresh data
 // directory, opens `/`, hands a title over from the TV to the Phone, makes
 // the Phone's resume a prompt, checks the continue-watching row, and saves a
-// screenshot to docs/demo.png. Then, against a node with --auth jwt, it
-// plays with and without a pasted token.
+// screenshot to docs/demo.png. It marks an episode of the demo's series
+// watched and plays what is next up, and pages through the history list.
+// Then, against a node with --auth jwt, it plays with and without a pasted
+// token.
 //
 // PLAYMARK_DEMO_PROXY=1 serves the page from the source tree
 // (crates/server/assets, sdk/js) and forwards everything else to the binary:
@@ -305,6 +307,77 @@ test('the demo hands a title over from the TV to the Phone and prompts before a 
   const watched = await serverRecord('tears-of-steel');
   assert.equal(watched?.position, 734, 'a title marked watched stands at its end');
   assert.equal(watched?.device_id, 'web-demo');
+
+  // 8. A series: the TV plays a minute and a half of episode 1 of the
+  //    demo's series. Its checkpoints name the series, and so does its card.
+  const episodeCard = '#continue-watching [data-video-id="series-e1"]';
+  const nextUpCard = '#continue-watching .next-up[data-series-id="demo-series"][data-next-episode="2"]';
+  await page.selectOption('#title-tv', 'series-e1');
+  await page.click('#play-tv');
+  await page.waitForSelector('#device-tv[data-state="playing"]');
+  await page.waitForFunction(() => parseFloat(document.querySelector('#position-tv').textContent) >= 90, null, { timeout: 30_000 });
+  await page.click('#pause-tv');
+  await page.waitForSelector('#device-tv[data-state="paused"]');
+  const episodePaused = await position('tv');
+  const episodeRecord = await until('the episode pause on the server', async () => {
+    const r = await serverRecord('series-e1');
+    return r && r.device_id === 'tv' && Math.abs(r.position - episodePaused) < 0.06 && r;
+  });
+  assert.deepEqual([episodeRecord.series_id, episodeRecord.episode, episodeRecord.finished_at], ['demo-series', 1, undefined]);
+  await page.waitForSelector(`${episodeCard}[data-series-id="demo-series"][data-episode="1"]`);
+  assert.equal(await page.isVisible(nextUpCard), false);
+
+  //    Marked watched from the row: next up, episode 2, takes its place.
+  await page.click(`${episodeCard} .watched`);
+  await page.waitForSelector(nextUpCard);
+  await page.waitForSelector(episodeCard, { state: 'detached' });
+  assert.ok(
+    await page.$eval('#continue-watching > li:first-child', (el, sel) => el.matches(sel), nextUpCard.replace('#continue-watching ', '')),
+    'the next-up card heads the row',
+  );
+  assert.match(await page.textContent(`${nextUpCard} .next-label`), /^Next up: episode 2$/);
+  assert.equal(await page.textContent(`${nextUpCard} .poster`), 'Demo Series, episode 2');
+  assert.equal(await page.getAttribute(nextUpCard, 'data-next-video-id'), 'series-e2');
+  const finishedEpisode = await serverRecord('series-e1');
+  assert.deepEqual(
+    [finishedEpisode?.series_id, finishedEpisode?.episode, finishedEpisode?.position, finishedEpisode?.device_id],
+    ['demo-series', 1, 600, 'web-demo'],
+  );
+  assert.equal(typeof finishedEpisode.finished_at, 'number', 'a finished title says when it was finished');
+
+  // 9. History: the two titles marked watched, the episode first (newest
+  //    finish), and no "More" while everything fits on one page.
+  await page.waitForSelector('#history [data-video-id="series-e1"]');
+  const historyIds = () => page.$$eval('#history [data-video-id]', (els) => els.map((el) => el.dataset.videoId));
+  assert.deepEqual(await historyIds(), ['series-e1', 'tears-of-steel']);
+  assert.equal(await page.isVisible('#history-more'), false);
+  //    Four titles finished elsewhere, earlier: the list's first page (5)
+  //    fills up, and "More" brings the sixth.
+  const earlier = Date.now() - 3_600_000;
+  for (let i = 1; i <= 4; i++) {
+    const mark = { ...KEY, video_id: `elsewhere-${i}`, device_id: 'laptop', watched: true, duration: 1200, updated_at: earlier - i * 60_000 };
+    const { status } = await api('/playback/watched', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(mark) });
+    assert.equal(status, 200);
+  }
+  await page.waitForSelector('#history-more', { state: 'visible' });
+  assert.deepEqual(await historyIds(), ['series-e1', 'tears-of-steel', 'elsewhere-1', 'elsewhere-2', 'elsewhere-3']);
+  await page.click('#history-more');
+  await page.waitForSelector('#history [data-video-id="elsewhere-4"]');
+  assert.deepEqual(await historyIds(), ['series-e1', 'tears-of-steel', 'elsewhere-1', 'elsewhere-2', 'elsewhere-3', 'elsewhere-4']);
+  await page.waitForSelector('#history-more', { state: 'hidden' });
+
+  // 10. "Play on TV" on the next-up card starts episode 2 there; once it
+  //     is in progress, its own card replaces next up.
+  await page.click(`${nextUpCard} .play-next[data-device="tv"]`);
+  await page.waitForSelector('#device-tv[data-state="playing"]');
+  assert.equal(await page.inputValue('#title-tv'), 'series-e2');
+  await page.waitForFunction(() => parseFloat(document.querySelector('#position-tv').textContent) >= 60, null, { timeout: 30_000 });
+  await page.click('#pause-tv');
+  await page.waitForSelector('#continue-watching [data-video-id="series-e2"][data-series-id="demo-series"][data-episode="2"]');
+  await page.waitForSelector(nextUpCard, { state: 'detached' });
+  const secondEpisode = await serverRecord('series-e2');
+  assert.deepEqual([secondEpisode?.series_id, secondEpisode?.episode, secondEpisode?.device_id], ['demo-series', 2, 'tv']);
+  assert.equal((await serverRecord('series-e1'))?.device_id, 'web-demo', 'leaving episode 1 sent nothing over the mark');
 
   assert.deepEqual(pageErrors, [], 'no errors in the page');
 });

@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use playmark_wire::{
-    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, Record, ResumeResponse,
-    UpdateResponse,
+    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, HistoryResponse, Record,
+    ResumeResponse, ShelfItem, UpdateResponse,
 };
 
 use crate::token::Tokens;
@@ -168,14 +168,66 @@ impl Client {
         profile: &ProfileKey,
         limit: Option<u32>,
     ) -> Result<Vec<Record>, Error> {
+        let items = self.shelf(profile, limit, None).await?;
+        // Without a group every item is a record.
+        Ok(items
+            .into_iter()
+            .filter_map(|item| match item {
+                ShelfItem::Record(record) => Some(record),
+                ShelfItem::NextUp(_) => None,
+            })
+            .collect())
+    }
+
+    /// The profile's continue-watching row grouped by series
+    /// (`group=series`): at most one item per series — its episode in
+    /// progress, or the next one after a finished episode — and the titles
+    /// without a series, newest activity first.
+    pub async fn continue_watching_by_series(
+        &self,
+        profile: &ProfileKey,
+        limit: Option<u32>,
+    ) -> Result<Vec<ShelfItem>, Error> {
+        self.shelf(profile, limit, Some("series")).await
+    }
+
+    async fn shelf(
+        &self,
+        profile: &ProfileKey,
+        limit: Option<u32>,
+        group: Option<&str>,
+    ) -> Result<Vec<ShelfItem>, Error> {
         let mut query =
             vec![("account_id", profile.account_id.clone()), ("profile_id", profile.profile_id.clone())];
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
         }
+        if let Some(group) = group {
+            query.push(("group", group.to_owned()));
+        }
         let answer: ContinueWatchingResponse =
             self.call(Method::GET, "/playback/continue-watching", move |r| r.query(&query)).await?;
         Ok(answer.items)
+    }
+
+    /// A page of what the profile finished, newest finish first
+    /// (`GET /playback/history`): pass the answer's `next_cursor` as
+    /// `cursor` for the next page.
+    pub async fn history(
+        &self,
+        profile: &ProfileKey,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<HistoryResponse, Error> {
+        let mut query =
+            vec![("account_id", profile.account_id.clone()), ("profile_id", profile.profile_id.clone())];
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        self.call(Method::GET, "/playback/history", move |r| r.query(&query)).await
     }
 
     /// Forgets a title (`DELETE /playback/progress`).

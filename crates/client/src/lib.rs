@@ -36,8 +36,8 @@ mod types;
 pub use client::{Client, ClientBuilder, Error};
 pub use player::{Player, Report};
 pub use playmark_wire::{
-    BatchItem, ErrorCode, PlayerEvent, Record, ResumeAction, ResumeReason, ResumeResponse, Seconds,
-    UpdateOutcome, UpdateResponse,
+    BatchItem, ErrorCode, HistoryResponse, NextUp, PlayerEvent, Record, ResumeAction, ResumeReason,
+    ResumeResponse, Seconds, ShelfItem, UpdateOutcome, UpdateResponse,
 };
 pub use token::{TokenFuture, Tokens};
 pub use types::{Checkpoint, Mark, ProfileKey, TitleKey};

@@ -159,6 +159,8 @@ impl Player {
                 updated_at: Some(send.at),
                 event: Some(send.event),
                 resumed_from: self.seen,
+                series_id: None,
+                episode: None,
             };
             let ok = match self.client.update(&checkpoint).await {
                 Ok(answer) => {

@@ -58,6 +58,13 @@ pub struct Checkpoint {
     /// stale-device guard).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<u64>,
+    /// The series the title belongs to, with `episode` (kept by the
+    /// record until another is named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series_id: Option<String>,
+    /// The title's ordinal in its series, with `series_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode: Option<u32>,
 }
 
 /// A title marked watched or not watched, as `POST /playback/watched` takes it.
@@ -76,4 +83,11 @@ pub struct Mark {
     /// When the viewer marked it, ms since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<u64>,
+    /// The series the title belongs to, with `episode` (kept by the
+    /// record until another is named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series_id: Option<String>,
+    /// The title's ordinal in its series, with `series_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode: Option<u32>,
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use playmark_client::Player;
 use playmark_client::{
     BatchItem, Checkpoint, Client, Error, ErrorCode, Mark, PlayerEvent, ProfileKey, ResumeAction,
-    ResumeReason, Seconds, TitleKey, UpdateOutcome,
+    ResumeReason, Seconds, ShelfItem, TitleKey, UpdateOutcome,
 };
 use playmark_server::{Application, Config};
 
@@ -56,6 +56,8 @@ fn checkpoint(video: &str, device: &str, position: f64, at: u64) -> Checkpoint {
         updated_at: Some(at),
         event: None,
         resumed_from: None,
+        series_id: None,
+        episode: None,
     }
 }
 
@@ -87,6 +89,8 @@ async fn every_endpoint_round_trips() {
         watched: true,
         duration: Some(3600.0),
         updated_at: Some(t + 1),
+        series_id: Some("show".into()),
+        episode: Some(4),
     };
     let marked = client.mark_watched(&mark).await.expect("mark watched");
     assert_eq!(
@@ -94,6 +98,14 @@ async fn every_endpoint_round_trips() {
         (UpdateOutcome::Applied, Some(Seconds(3_600_000)))
     );
     assert_eq!(client.resume(&key, None, None).await.expect("resume").reason, ResumeReason::Finished);
+    let history = client.history(&profile, Some(10), None).await.expect("history");
+    let finished: Vec<_> = history.items.iter().map(|r| (r.video_id.as_str(), r.finished_at)).collect();
+    assert_eq!((finished, history.next_cursor), (vec![(key.video_id.as_str(), Some(t + 1))], None));
+    let shelf = client.continue_watching_by_series(&profile, None).await.expect("grouped row");
+    assert!(
+        matches!(shelf.as_slice(), [ShelfItem::NextUp(n)] if n.series_id == "show" && n.next_episode == 5),
+        "{shelf:?}"
+    );
     let older = Mark { watched: false, updated_at: Some(t), ..mark };
     assert_eq!(client.mark_watched(&older).await.expect("mark").outcome, UpdateOutcome::Stale);
 

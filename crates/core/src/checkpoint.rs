@@ -6,8 +6,8 @@
 use std::fmt;
 
 use crate::{
-    AccountId, DeviceId, Duration, IdError, Position, ProfileId, ProfileKey, Progress, ProgressKey,
-    Timestamp, VideoId,
+    AccountId, DeviceId, Duration, IdError, Position, ProfileId, ProfileKey, Progress, ProgressKey, Series,
+    SeriesId, Timestamp, VideoId,
 };
 
 /// How far past the known duration a position may be before it is rejected.
@@ -66,6 +66,27 @@ pub fn parse_time(field: &'static str, ms: Option<u64>) -> Result<Option<Timesta
             Err(FieldError::invalid(field, "must be a time in ms since the epoch"))
         }
         ms => Ok(ms.map(Timestamp::from_millis)),
+    }
+}
+
+/// Parses the optional `series_id` and `episode` of a write: both or
+/// neither, each naming itself when it is the one missing.
+pub fn parse_series(series_id: Option<String>, episode: Option<u64>) -> Result<Option<Series>, FieldError> {
+    match (series_id, episode) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(FieldError::invalid("series_id", "is required with episode")),
+        (Some(_), None) => Err(FieldError::invalid("episode", "is required with series_id")),
+        (Some(id), Some(episode)) => {
+            let id = SeriesId::parse(id).map_err(|e| FieldError::invalid("series_id", e))?;
+            let episode =
+                u32::try_from(episode).ok().filter(|n| *n <= Series::MAX_EPISODE).ok_or_else(|| {
+                    FieldError::invalid(
+                        "episode",
+                        format_args!("must be an integer from 0 to {}", Series::MAX_EPISODE),
+                    )
+                })?;
+            Ok(Some(Series { id, episode }))
+        }
     }
 }
 
@@ -130,6 +151,10 @@ pub struct CheckpointInput {
     /// `resumed_from`, optional: the `updated_at` of the record the device
     /// resumed from or last wrote (arms the stale-device guard).
     pub resumed_from: Option<u64>,
+    /// `series_id`, optional, with `episode`.
+    pub series_id: Option<String>,
+    /// `episode`, optional, with `series_id`.
+    pub episode: Option<u64>,
 }
 
 /// A validated checkpoint, before the server decides its time.
@@ -149,6 +174,8 @@ pub struct Checkpoint {
     pub event: PlayerEvent,
     /// The record the device last saw, if it said (see [`crate::StaleGuard`]).
     pub resumed_from: Option<Timestamp>,
+    /// The series the title belongs to, if the player said.
+    pub series: Option<Series>,
 }
 
 impl TryFrom<CheckpointInput> for Checkpoint {
@@ -175,7 +202,8 @@ impl TryFrom<CheckpointInput> for Checkpoint {
         let event = input.event.unwrap_or_default();
         let resumed_from = parse_time("resumed_from", input.resumed_from)?;
         let client_time = parse_time("updated_at", input.updated_at)?;
-        Ok(Checkpoint { key, device_id, position, duration, client_time, event, resumed_from })
+        let series = parse_series(input.series_id, input.episode)?;
+        Ok(Checkpoint { key, device_id, position, duration, client_time, event, resumed_from, series })
     }
 }
 
@@ -189,6 +217,8 @@ impl Checkpoint {
             duration: self.duration,
             hidden: false,
             finished: false,
+            series: self.series.clone(),
+            finished_at: None,
         }
     }
 
@@ -217,6 +247,8 @@ mod tests {
             updated_at: Some(1_764_270_000_000),
             event: Some(PlayerEvent::Pause),
             resumed_from: None,
+            series_id: None,
+            episode: None,
         }
     }
 
@@ -258,6 +290,21 @@ mod tests {
         assert_eq!(field_of(CheckpointInput { position: Some(-1.0), ..valid() }), "position");
         assert_eq!(field_of(CheckpointInput { duration: Some(0.0), ..valid() }), "duration");
         assert_eq!(field_of(CheckpointInput { device_id: Some("tv 1".into()), ..valid() }), "device_id");
+    }
+
+    #[test]
+    fn series_and_episode_come_together_and_each_names_itself() {
+        let with = |series_id: Option<&str>, episode| CheckpointInput {
+            series_id: series_id.map(str::to_owned),
+            episode,
+            ..valid()
+        };
+        assert_eq!(field_of(with(None, Some(3))), "series_id");
+        assert_eq!(field_of(with(Some("show"), None)), "episode");
+        assert_eq!(field_of(with(Some("a show"), Some(3))), "series_id");
+        assert_eq!(field_of(with(Some("show"), Some(u64::from(Series::MAX_EPISODE) + 1))), "episode");
+        let c = Checkpoint::try_from(with(Some("show"), Some(0))).expect("valid");
+        assert_eq!(c.series.map(|s| (s.id.to_string(), s.episode)), Some(("show".to_owned(), 0)));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use std::cmp::Ordering;
 
-use crate::{DeviceId, Duration, Position, Timestamp};
+use crate::{DeviceId, Duration, Position, SeriesId, Timestamp};
 
 /// One checkpoint's worth of progress: where a profile is in a title.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,6 +38,28 @@ pub struct Progress {
     /// service's resume policy) and kept, so continue-watching is an order
     /// the store keeps rather than a filter of the whole profile.
     pub finished: bool,
+    /// The series the title belongs to, as the player said. Carried from
+    /// the standing record when a write does not say ([`Progress::carry`]).
+    pub series: Option<Series>,
+    /// When the title first became finished: kept while it stays finished,
+    /// cleared when it does not ([`Progress::carry`]). The history order.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Where a title stands in a series: the player's own naming, since
+/// playmark keeps no catalog.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Series {
+    /// The series.
+    pub id: SeriesId,
+    /// The title's ordinal in it (0 to [`Series::MAX_EPISODE`]).
+    pub episode: u32,
+}
+
+impl Series {
+    /// The largest episode ordinal accepted: 2^31 - 1, which every client
+    /// language holds as a plain integer.
+    pub const MAX_EPISODE: u32 = i32::MAX as u32;
 }
 
 /// What a store keeps under a key: live progress, or a tombstone that remembers
@@ -72,6 +94,34 @@ impl Progress {
     /// finished.
     pub fn in_progress(&self) -> bool {
         !self.hidden && !self.finished
+    }
+
+    /// What an applied write stores over the `standing` entry: the write,
+    /// with the standing record's series when the write names none, and
+    /// with the time the title first became finished — the standing one
+    /// when both are finished, this write's when it finishes the title,
+    /// none when it is not finished (a rewatch or an unwatched mark). A
+    /// tombstone carries nothing: a forgotten title starts afresh.
+    ///
+    /// Every store applies this inside its atomic write, so the carried
+    /// fields never race with another write.
+    pub fn carry(mut self, standing: Option<&Entry>) -> Progress {
+        let before = standing.and_then(Entry::live);
+        if self.series.is_none() {
+            self.series = before.and_then(|p| p.series.clone());
+        }
+        self.finished_at = if self.finished {
+            Some(before.and_then(Progress::finish_time).unwrap_or(self.updated_at))
+        } else {
+            None
+        };
+        self
+    }
+
+    /// When the title first became finished, if it is finished. A record
+    /// stored before finish times were kept counts from its last write.
+    pub fn finish_time(&self) -> Option<Timestamp> {
+        self.finished.then(|| self.finished_at.unwrap_or(self.updated_at))
     }
 }
 
@@ -181,12 +231,16 @@ impl Progress {
 /// The stored-state order: the conflict rule, then `hidden` (a hidden copy
 /// of a checkpoint is above the unhidden one), then `finished` (derived
 /// from the checkpoint, so it only differs if the policy changed between
-/// two writes of the same checkpoint).
+/// two writes of the same checkpoint), then the carried fields (which a
+/// store derives from the checkpoint and what stood, so two copies of one
+/// stored checkpoint agree on them; they only keep the order total).
 impl Ord for Progress {
     fn cmp(&self, other: &Self) -> Ordering {
         self.checkpoint_cmp(other)
             .then(self.hidden.cmp(&other.hidden))
             .then(self.finished.cmp(&other.finished))
+            .then_with(|| self.series.cmp(&other.series))
+            .then(self.finished_at.cmp(&other.finished_at))
     }
 }
 
@@ -225,6 +279,8 @@ mod tests {
             duration: None,
             hidden: false,
             finished: false,
+            series: None,
+            finished_at: None,
         })
     }
 
@@ -303,6 +359,40 @@ mod tests {
         assert_eq!(hidden.clone().join(shown.clone()), hidden);
         assert!(hidden > shown, "a hidden copy replaces the unhidden one in caches");
         assert_eq!(Entry::merge(Some(&hidden), &live(1_001, "tv", 5_000)), Outcome::Applied);
+    }
+
+    fn episode(at: u64, n: u32, finished: bool) -> Progress {
+        let series = Some(Series { id: SeriesId::parse("show").expect("valid"), episode: n });
+        Progress { series, finished, ..progress(at, "tv", 1_000) }
+    }
+
+    #[test]
+    fn a_write_without_a_series_keeps_the_standing_one_and_a_new_one_replaces_it() {
+        let standing = Entry::Live(episode(1_000, 4, false));
+        let plain = progress(2_000, "tv", 2_000).carry(Some(&standing));
+        assert_eq!(plain.series.map(|s| s.episode), Some(4));
+        let moved = episode(3_000, 7, false).carry(Some(&standing));
+        assert_eq!(moved.series.map(|s| s.episode), Some(7));
+        let after_deletion =
+            progress(4_000, "tv", 0).carry(Some(&Entry::Deleted { at: Timestamp::from_millis(3_500) }));
+        assert_eq!(after_deletion.series, None);
+    }
+
+    #[test]
+    fn the_finish_time_is_the_first_finish_until_the_title_is_not_finished() {
+        let first = episode(1_000, 1, true).carry(None);
+        assert_eq!(first.finished_at, Some(Timestamp::from_millis(1_000)));
+        let again = episode(2_000, 1, true).carry(Some(&Entry::Live(first.clone())));
+        assert_eq!(again.finished_at, Some(Timestamp::from_millis(1_000)), "a later finished write keeps it");
+        let rewatch = episode(3_000, 1, false).carry(Some(&Entry::Live(again)));
+        assert_eq!(rewatch.finished_at, None);
+        let refinished = episode(4_000, 1, true).carry(Some(&Entry::Live(rewatch)));
+        assert_eq!(refinished.finished_at, Some(Timestamp::from_millis(4_000)));
+        // A record stored before finish times were kept counts from its write.
+        let legacy = Progress { finished_at: None, ..episode(500, 1, true) };
+        assert_eq!(legacy.finish_time(), Some(Timestamp::from_millis(500)));
+        let kept = episode(5_000, 1, true).carry(Some(&Entry::Live(legacy)));
+        assert_eq!(kept.finished_at, Some(Timestamp::from_millis(500)));
     }
 
     #[test]

@@ -89,6 +89,11 @@ id_type!(
     /// The device (TV, phone, browser) that sent a checkpoint.
     DeviceId
 );
+id_type!(
+    /// A series a title belongs to, as the player names it (playmark keeps
+    /// no catalog).
+    SeriesId
+);
 
 /// One profile of one account: the partition under which its titles live.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

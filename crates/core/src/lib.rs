@@ -14,6 +14,8 @@
 //!   with errors that name the offending field.
 //! - [`resume`]: the [`ResumePolicy`] that turns a record into "resume at N" or
 //!   "start over".
+//! - [`library`]: history paging and next up: which item each series
+//!   shows in continue-watching.
 //! - [`watched`]: marking a title watched or unwatched by hand ([`Mark`]).
 //! - [`handoff`]: the resume guardrails for a device that has its own
 //!   position (ignore small regressions, prompt on big backward jumps).
@@ -31,6 +33,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod handoff;
 pub mod ids;
+pub mod library;
 pub mod names;
 pub mod policy;
 pub mod position;
@@ -40,9 +43,9 @@ pub mod watched;
 
 pub use access::{Access, Denied, Principal, Scope, Scopes};
 pub use checkpoint::{Checkpoint, CheckpointInput, FieldError, PlayerEvent};
-pub use entry::{Entry, Outcome, Progress, StaleGuard};
+pub use entry::{Entry, Outcome, Progress, Series, StaleGuard};
 pub use handoff::{Handoff, HandoffConfig};
-pub use ids::{AccountId, DeviceId, IdError, ProfileId, ProfileKey, ProgressKey, VideoId};
+pub use ids::{AccountId, DeviceId, IdError, ProfileId, ProfileKey, ProgressKey, SeriesId, VideoId};
 pub use policy::{CheckpointConfig, CheckpointPolicy, PlayerInput, Send, Skip};
 pub use position::{Duration, Position, PositionError};
 pub use resume::{ResumeAction, ResumeDecision, ResumePolicy, ResumeReason};

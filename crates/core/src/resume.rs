@@ -127,6 +127,8 @@ mod tests {
             duration: dur_s.map(|d| Duration::from_secs(d).expect("valid")),
             hidden: false,
             finished: false,
+            series: None,
+            finished_at: None,
         }
     }
 

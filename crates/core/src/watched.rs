@@ -5,8 +5,8 @@
 //! late checkpoint from an old device cannot undo a newer mark, and a newer
 //! checkpoint (a rewatch) undoes an older one.
 
-use crate::checkpoint::{parse_duration, parse_id, parse_progress_key, parse_time};
-use crate::{DeviceId, Duration, FieldError, Position, Progress, ProgressKey, Timestamp};
+use crate::checkpoint::{parse_duration, parse_id, parse_progress_key, parse_series, parse_time};
+use crate::{DeviceId, Duration, FieldError, Position, Progress, ProgressKey, Series, Timestamp};
 
 /// The fields of a mark request, as decoded but not yet validated.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,10 @@ pub struct MarkInput {
     pub duration: Option<f64>,
     /// `updated_at`, the client's event time in ms, optional.
     pub updated_at: Option<u64>,
+    /// `series_id`, optional, with `episode`.
+    pub series_id: Option<String>,
+    /// `episode`, optional, with `series_id`.
+    pub episode: Option<u64>,
 }
 
 /// A validated mark, before the server decides its time.
@@ -40,6 +44,8 @@ pub struct Mark {
     pub duration: Option<Duration>,
     /// The client's own event time, if it sent one.
     pub client_time: Option<Timestamp>,
+    /// The series the title belongs to, if the player said.
+    pub series: Option<Series>,
 }
 
 impl TryFrom<MarkInput> for Mark {
@@ -51,7 +57,8 @@ impl TryFrom<MarkInput> for Mark {
         let watched = input.watched.ok_or_else(|| FieldError::required("watched"))?;
         let duration = parse_duration(input.duration)?;
         let client_time = parse_time("updated_at", input.updated_at)?;
-        Ok(Mark { key, device_id, watched, duration, client_time })
+        let series = parse_series(input.series_id, input.episode)?;
+        Ok(Mark { key, device_id, watched, duration, client_time, series })
     }
 }
 
@@ -74,6 +81,8 @@ impl Mark {
             duration: self.duration,
             hidden: !self.watched,
             finished: self.watched,
+            series: self.series.clone(),
+            finished_at: None,
         }
     }
 }
@@ -92,6 +101,8 @@ mod tests {
             watched: Some(true),
             duration: Some(3600.0),
             updated_at: Some(1_764_270_000_000),
+            series_id: None,
+            episode: None,
         }
     }
 

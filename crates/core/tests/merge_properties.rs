@@ -17,6 +17,8 @@ fn entry() -> impl Strategy<Value = Entry> {
                     duration: dur.map(|d| Duration::from_millis(d * 1000).expect("in range")),
                     hidden: false,
                     finished: false,
+                    series: None,
+                    finished_at: None,
                 })
             });
     let deleted = (0u64..20).prop_map(|at| Entry::Deleted { at: Timestamp::from_millis(at) });

@@ -80,6 +80,8 @@ fn handoff_vectors() {
                 duration: r["duration_ms"].as_u64().map(|d| Duration::from_millis(d).expect("valid")),
                 hidden: false,
                 finished: false,
+                series: None,
+                finished_at: None,
             }
         });
         let local = case["local_ms"].as_u64().map(|ms| Position::from_millis(ms).expect("valid"));

@@ -1,19 +1,26 @@
 // The playmark demo page: two simulated players (TV and Phone) on one
-// profile, each wired to the SDK's Player, and the profile's
-// continue-watching row. Everything goes through /sdk/playmark.js.
+// profile, each wired to the SDK's Player, the profile's continue-watching
+// row (grouped by series) and its history. Everything goes through
+// /sdk/playmark.js.
 import { PlaymarkClient, Player } from '/sdk/playmark.js';
 
+// The page's own catalogue: playmark keeps none. The episodes of a series
+// say so, and their checkpoints and marks carry `series_id` and `episode`.
 const CATALOGUE = [
   { id: 'big-buck-bunny', title: 'Big Buck Bunny', duration: 596, color: '#5b8c3a' },
   { id: 'sintel', title: 'Sintel', duration: 888, color: '#8a3b2e' },
   { id: 'tears-of-steel', title: 'Tears of Steel', duration: 734, color: '#2f4f6f' },
   { id: 'elephants-dream', title: 'Elephants Dream', duration: 653, color: '#6b4a8a' },
   { id: 'cosmos-laundromat', title: 'Cosmos Laundromat', duration: 724, color: '#b07a1c' },
+  { id: 'series-e1', title: 'Demo Series, episode 1', duration: 600, color: '#1f6f78', series: 'demo-series', episode: 1 },
+  { id: 'series-e2', title: 'Demo Series, episode 2', duration: 620, color: '#2c5a8c', series: 'demo-series', episode: 2 },
 ];
 const BY_ID = new Map(CATALOGUE.map((t) => [t.id, t]));
+const EPISODES = new Map(CATALOGUE.filter((t) => t.series).map((t) => [`${t.series}|${t.episode}`, t]));
 const DEVICE_LABELS = { tv: 'TV', phone: 'Phone' };
 const TICK_MS = 1000;
 const LOG_LIMIT = 150;
+const HISTORY_PAGE = 5;
 
 const client = new PlaymarkClient({ baseUrl: '', timeoutMs: 2000, retries: 2 });
 
@@ -30,6 +37,10 @@ function clock(sec) {
 
 const deviceLabel = (id) => DEVICE_LABELS[id] ?? id ?? 'another device';
 const titleOf = (videoId) => BY_ID.get(videoId)?.title ?? videoId;
+/** The catalogue's title for episode `n` of a series, if the page has it. */
+const episodeOf = (seriesId, n) => EPISODES.get(`${seriesId}|${n}`) ?? null;
+/** What a title and its series fields are sent as (`series_id` and `episode` only for an episode). */
+const seriesFields = (title) => (title?.series ? { series_id: title.series, episode: title.episode } : {});
 
 function profile() {
   return { account_id: $('account').value.trim(), profile_id: $('profile').value.trim() };
@@ -141,6 +152,8 @@ class Device {
       deviceId: this.id,
       durationSec: this.title.duration,
       localPositionSec: this.locals.get(key) ?? null,
+      seriesId: this.title.series ?? null,
+      episode: this.title.episode ?? null,
       onLog: (entry) => this.log(entry),
       onConflict: (entry) => this.showConflict(entry),
     });
@@ -447,15 +460,29 @@ let soon = null;
 
 function refreshSoon() {
   clearTimeout(soon);
-  soon = setTimeout(refreshRow, 150);
+  soon = setTimeout(refreshLibrary, 150);
 }
 
+/** The row and the first page of history, from scratch. */
+function reloadLibrary() {
+  lastRow = null;
+  refreshRow();
+  reloadHistory();
+}
+
+function refreshLibrary() {
+  refreshRow();
+  refreshHistory();
+}
+
+// Grouped by series: a series is one item, its episode in progress (a
+// record) or, once its latest episode is finished, what is next up.
 async function refreshRow() {
   if (refreshing) return;
   refreshing = true;
   const who = profile();
   try {
-    const { items } = await client.continueWatching(who, 20);
+    const { items } = await client.continueWatching(who, 20, { group: 'series' });
     const snapshot = JSON.stringify([who, items]);
     if (snapshot !== lastRow) {
       lastRow = snapshot;
@@ -480,63 +507,134 @@ function renderRow(who, items) {
     row.append(li);
     return;
   }
-  for (const item of items) {
-    const li = document.createElement('li');
-    li.className = 'card';
-    li.dataset.videoId = item.video_id;
-    li.dataset.updatedAt = String(item.updated_at);
-    const poster = document.createElement('div');
-    poster.className = 'poster';
-    poster.style.background = BY_ID.get(item.video_id)?.color ?? '#555';
-    poster.textContent = titleOf(item.video_id);
-    const bar = document.createElement('div');
-    bar.className = 'bar';
-    const fill = document.createElement('span');
-    fill.style.width = item.duration ? `${Math.min(100, (item.position / item.duration) * 100).toFixed(1)}%` : '0%';
-    bar.append(fill);
-    const meta = document.createElement('div');
-    meta.className = 'meta';
-    meta.textContent = `${clock(item.position)}${item.duration ? ` / ${clock(item.duration)}` : ''} \u00b7 on ${deviceLabel(item.device_id)} \u00b7 `;
-    const when = document.createElement('span');
-    when.className = 'ago';
-    when.textContent = ago(item.updated_at);
-    meta.append(when);
-    const actions = document.createElement('div');
-    actions.className = 'actions';
-    const hide = document.createElement('button');
-    hide.type = 'button';
-    hide.className = 'hide';
-    hide.textContent = 'Hide';
-    hide.title = 'Hide from this row; the progress is kept';
-    const watched = document.createElement('button');
-    watched.type = 'button';
-    watched.className = 'watched';
-    watched.textContent = 'Mark watched';
-    watched.title = 'Finished: out of this row, and the next play starts over';
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.className = 'remove';
-    remove.textContent = 'Remove';
-    remove.title = 'Forget the progress';
-    actions.append(hide, watched, remove);
-    li.append(poster, bar, meta, actions);
-    row.append(li);
+  for (const item of items) row.append('next_episode' in item ? nextUpCard(item) : titleCard(item));
+}
+
+function actionButton(className, text, title) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = className;
+  b.textContent = text;
+  b.title = title;
+  return b;
+}
+
+/** A title to resume: a standalone title, or a series' episode in progress. */
+function titleCard(item) {
+  const li = document.createElement('li');
+  li.className = 'card';
+  li.dataset.videoId = item.video_id;
+  li.dataset.updatedAt = String(item.updated_at);
+  if (item.series_id !== undefined) {
+    li.dataset.seriesId = item.series_id;
+    li.dataset.episode = String(item.episode);
   }
+  const poster = document.createElement('div');
+  poster.className = 'poster';
+  poster.style.background = BY_ID.get(item.video_id)?.color ?? '#555';
+  poster.textContent = titleOf(item.video_id);
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  const fill = document.createElement('span');
+  fill.style.width = item.duration ? `${Math.min(100, (item.position / item.duration) * 100).toFixed(1)}%` : '0%';
+  bar.append(fill);
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  meta.textContent = `${clock(item.position)}${item.duration ? ` / ${clock(item.duration)}` : ''} \u00b7 on ${deviceLabel(item.device_id)} \u00b7 `;
+  const when = document.createElement('span');
+  when.className = 'ago';
+  when.textContent = ago(item.updated_at);
+  meta.append(when);
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  actions.append(
+    actionButton('hide', 'Hide', 'Hide from this row; the progress is kept'),
+    actionButton('watched', 'Mark watched', 'Finished: out of this row, into history, and the next play starts over'),
+    actionButton('remove', 'Remove', 'Forget the progress'),
+  );
+  li.append(poster, bar, meta, actions);
+  return li;
+}
+
+/**
+ * A series whose latest episode is finished: "Next up: episode N", shown
+ * as the catalogue's title for it when the page has one, with a play
+ * action per device.
+ */
+function nextUpCard(item) {
+  const next = episodeOf(item.series_id, item.next_episode);
+  const after = item.after;
+  const li = document.createElement('li');
+  li.className = 'card next-up';
+  li.dataset.seriesId = item.series_id;
+  li.dataset.nextEpisode = String(item.next_episode);
+  li.dataset.afterVideoId = after.video_id;
+  li.dataset.updatedAt = String(after.updated_at);
+  if (next) li.dataset.nextVideoId = next.id;
+  const poster = document.createElement('div');
+  poster.className = 'poster';
+  poster.style.background = next?.color ?? '#555';
+  poster.textContent = next ? next.title : `${item.series_id}, episode ${item.next_episode}`;
+  const label = document.createElement('div');
+  label.className = 'next-label';
+  label.textContent = `Next up: episode ${item.next_episode}`;
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  meta.textContent = `after ${titleOf(after.video_id)}, finished on ${deviceLabel(after.device_id)} \u00b7 `;
+  const when = document.createElement('span');
+  when.className = 'ago';
+  when.textContent = ago(after.updated_at);
+  meta.append(when);
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  if (next) {
+    for (const device of ['tv', 'phone']) {
+      const play = actionButton('play-next', `Play on ${deviceLabel(device)}`, `Play ${next.title} on the ${deviceLabel(device)}`);
+      play.dataset.device = device;
+      actions.append(play);
+    }
+  } else {
+    const missing = document.createElement('span');
+    missing.className = 'hint';
+    missing.textContent = 'not in this catalogue';
+    actions.append(missing);
+  }
+  actions.append(actionButton('hide', 'Hide', `Hide the series: hides ${titleOf(after.video_id)}, until an episode is played again`));
+  li.append(poster, label, meta, actions);
+  return li;
+}
+
+/** Selects `videoId` on a device and presses Play there. */
+function playOn(deviceId, videoId) {
+  const device = devices.find((d) => d.id === deviceId);
+  const select = $(`title-${deviceId}`);
+  if (select.value !== videoId) {
+    select.value = videoId;
+    device.changeTitle();
+  }
+  device.onPlay();
 }
 
 row.addEventListener('click', async (e) => {
   const button = e.target.closest('button');
-  const card = e.target.closest('[data-video-id]');
+  const card = e.target.closest('li.card');
   if (!button || !card) return;
-  const key = { ...profile(), video_id: card.dataset.videoId };
+  if (button.classList.contains('play-next')) {
+    playOn(button.dataset.device, card.dataset.nextVideoId);
+    rowStatus.textContent = `playing ${titleOf(card.dataset.nextVideoId)} on ${deviceLabel(button.dataset.device)}`;
+    return;
+  }
+  // A next-up card's Hide hides the finished episode, which dismisses the series.
+  const key = { ...profile(), video_id: card.dataset.videoId ?? card.dataset.afterVideoId };
   button.disabled = true;
   try {
     const action = ['hide', 'watched', 'remove'].find((a) => button.classList.contains(a));
     if (action === 'hide') await client.hide(key);
     else if (action === 'watched') {
-      // Marked on this page: its own device id; the title's length puts the record at its end.
-      const duration = BY_ID.get(key.video_id)?.duration;
-      await client.markWatched({ ...key, device_id: 'web-demo', watched: true, duration });
+      // Marked on this page: its own device id; the title's length puts the
+      // record at its end, and an episode says which.
+      const title = BY_ID.get(key.video_id);
+      await client.markWatched({ ...key, device_id: 'web-demo', watched: true, duration: title?.duration, ...seriesFields(title) });
     } else if (action === 'remove') await client.forget(key);
     const done = { hide: 'hid', watched: 'marked watched', remove: 'removed' }[action];
     rowStatus.textContent = `${done} ${titleOf(key.video_id)}`;
@@ -546,8 +644,110 @@ row.addEventListener('click', async (e) => {
     return;
   }
   lastRow = null;
-  await refreshRow();
+  await Promise.all([refreshRow(), reloadHistory()]);
 });
+
+// --- history ----------------------------------------------------------------
+
+// The profile's finished titles, newest finish first, a page at a time.
+// Every refresh reads the first page again; when it changed (a title was
+// finished), the list starts over from it, otherwise the pages the viewer
+// added with "More" stay.
+const historyList = $('history');
+const historyStatus = $('history-status');
+const historyMore = $('history-more');
+let lastHistory = null;
+let historyCursor = null;
+let historyTask = null; // the history request in flight, if any
+
+/** Runs `load` after the history request in flight (one at a time, so pages never interleave). */
+function historyRun(load) {
+  const task = (historyTask ?? Promise.resolve()).then(load).finally(() => {
+    if (historyTask === task) historyTask = null;
+  });
+  historyTask = task;
+  return task;
+}
+
+/** The periodic refresh: skipped while a request is in flight. */
+function refreshHistory() {
+  return historyTask ?? historyRun(loadHistory);
+}
+
+/** From the first page again, after what is in flight (something changed). */
+function reloadHistory() {
+  return historyRun(() => {
+    lastHistory = null;
+    return loadHistory();
+  });
+}
+
+async function loadHistory() {
+  const who = profile();
+  try {
+    const page = await client.history(who, { limit: HISTORY_PAGE });
+    const snapshot = JSON.stringify([who, page]);
+    if (snapshot !== lastHistory) {
+      lastHistory = snapshot;
+      historyList.replaceChildren();
+      appendHistory(who, page);
+    } else {
+      for (const el of historyList.querySelectorAll('[data-finished-at]')) el.querySelector('.ago').textContent = ago(Number(el.dataset.finishedAt));
+    }
+    historyStatus.textContent = `updated ${new Date().toLocaleTimeString([], { hour12: false })}`;
+  } catch (e) {
+    historyStatus.textContent = `could not load (${e.code ?? 'error'}): ${e.message}`;
+  }
+}
+
+function moreHistory() {
+  historyMore.disabled = true;
+  return historyRun(async () => {
+    const who = profile();
+    try {
+      if (historyCursor !== null) appendHistory(who, await client.history(who, { limit: HISTORY_PAGE, cursor: historyCursor }));
+    } catch (e) {
+      historyStatus.textContent = `could not load more (${e.code ?? 'error'}): ${e.message}`;
+    } finally {
+      historyMore.disabled = false;
+    }
+  });
+}
+
+function appendHistory(who, page) {
+  if (page.items.length === 0 && historyList.children.length === 0) {
+    const li = document.createElement('li');
+    li.className = 'empty';
+    li.textContent = `Nothing finished for ${who.account_id} / ${who.profile_id} yet: play a title to the end, or mark it watched.`;
+    historyList.append(li);
+  }
+  for (const item of page.items) {
+    const li = document.createElement('li');
+    li.className = 'history-item';
+    li.dataset.videoId = item.video_id;
+    li.dataset.finishedAt = String(item.finished_at);
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    swatch.style.background = BY_ID.get(item.video_id)?.color ?? '#555';
+    const name = document.createElement('span');
+    name.className = 'title';
+    name.textContent = titleOf(item.video_id);
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    const series = item.series_id !== undefined ? `episode ${item.episode} of ${item.series_id} \u00b7 ` : '';
+    meta.textContent = `${series}last on ${deviceLabel(item.device_id)} \u00b7 finished `;
+    const when = document.createElement('span');
+    when.className = 'ago';
+    when.textContent = ago(item.finished_at);
+    meta.append(when);
+    li.append(swatch, name, meta);
+    historyList.append(li);
+  }
+  historyCursor = page.next_cursor ?? null;
+  historyMore.hidden = historyCursor === null;
+}
+
+historyMore.addEventListener('click', () => moreHistory());
 
 // --- start ------------------------------------------------------------------
 
@@ -559,18 +759,16 @@ for (const id of ['account', 'profile']) {
       d.leave();
       d.showTitle();
     }
-    lastRow = null;
-    refreshRow();
+    reloadLibrary();
   });
 }
 // A server with --auth jwt needs a bearer token for the account: pasted
 // here (e.g. from `playmark token`), sent with every request.
 $('token').addEventListener('change', () => {
   client.setToken($('token').value.trim() || null);
-  lastRow = null;
-  refreshRow();
+  reloadLibrary();
 });
 $('who').addEventListener('submit', (e) => e.preventDefault());
 
-refreshRow();
-setInterval(refreshRow, 2000);
+refreshLibrary();
+setInterval(refreshLibrary, 2000);

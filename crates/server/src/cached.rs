@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
+use playmark_core::library::{HistoryCursor, SeriesActivity};
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId};
 use playmark_store::{ProgressCache, ProgressStore, StoreError, Written};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -389,6 +390,32 @@ impl ProgressStore for CachedStore {
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
         self.store.continue_watching(profile, limit).await
+    }
+
+    async fn standalone_in_progress(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.store.standalone_in_progress(profile, limit).await
+    }
+
+    async fn history(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.store.history(profile, after, limit).await
+    }
+
+    async fn series_activity(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&(Timestamp, SeriesId)>,
+        limit: usize,
+    ) -> Result<Vec<SeriesActivity>, StoreError> {
+        self.store.series_activity(profile, after, limit).await
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {

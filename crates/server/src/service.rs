@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use playmark_core::library::{self, HistoryCursor};
 use playmark_core::{
     Checkpoint, DeviceId, EventTime, HandoffConfig, Mark, Outcome, Position, ProfileKey, Progress,
     ProgressKey, ResumeDecision, ResumePolicy, StaleGuard, Timestamp, VideoId,
@@ -32,6 +33,10 @@ pub enum StoreOp {
     Get,
     /// The continue-watching read.
     ContinueWatching,
+    /// A page of history.
+    History,
+    /// A page of series by latest activity.
+    SeriesActivity,
     /// A deletion (tombstone).
     Delete,
     /// Hiding a title.
@@ -49,6 +54,8 @@ impl StoreOp {
             StoreOp::Upsert => "upsert",
             StoreOp::Get => "get",
             StoreOp::ContinueWatching => "continue_watching",
+            StoreOp::History => "history",
+            StoreOp::SeriesActivity => "series_activity",
             StoreOp::Delete => "delete",
             StoreOp::Hide => "hide",
             StoreOp::Expire => "expire",
@@ -58,7 +65,7 @@ impl StoreOp {
 
     /// True when the operation changes what is stored.
     pub fn is_write(self) -> bool {
-        !matches!(self, StoreOp::Get | StoreOp::ContinueWatching)
+        !matches!(self, StoreOp::Get | StoreOp::ContinueWatching | StoreOp::History | StoreOp::SeriesActivity)
     }
 }
 
@@ -304,6 +311,62 @@ impl PlaybackService {
         // The store keeps the order (newest first, ties by video id) and
         // the membership (finished was decided when each was written).
         self.read(StoreOp::ContinueWatching, profile, self.store.continue_watching(profile, limit)).await
+    }
+
+    /// The profile's continue-watching row grouped by series
+    /// ([`library::shelf`]): at most one item per series, and the
+    /// standalone titles in progress, newest activity first, at most
+    /// `limit`.
+    pub async fn continue_watching_by_series(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<library::ShelfItem>, ServiceError> {
+        let standalone = self
+            .read(StoreOp::ContinueWatching, profile, self.store.standalone_in_progress(profile, limit))
+            .await?;
+        // A series whose latest episode the viewer dismissed shows nothing:
+        // read on until `limit` series show or none are left, so the cost
+        // grows with the limit and the dismissed series, never with
+        // episodes.
+        let mut series = Vec::new();
+        let (mut shown, mut after) = (0, None);
+        loop {
+            let page = self
+                .read(
+                    StoreOp::SeriesActivity,
+                    profile,
+                    self.store.series_activity(profile, after.as_ref(), limit),
+                )
+                .await?;
+            let full = page.len() == limit;
+            shown += page.iter().filter(|a| library::series_item(a).is_some()).count();
+            after = page.last().map(|a| (a.pointer.at, a.series.clone()));
+            series.extend(page);
+            if !full || shown >= limit {
+                break;
+            }
+        }
+        Ok(library::shelf(standalone, &series, limit))
+    }
+
+    /// A page of the profile's history: at most `limit` finished titles
+    /// after `after`, newest finish first, and the cursor of the next page
+    /// (`None` when nothing follows).
+    pub async fn history(
+        &self,
+        profile: &ProfileKey,
+        after: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<(Vec<(VideoId, Progress)>, Option<HistoryCursor>), ServiceError> {
+        // One more than asked tells whether another page follows.
+        let read = self.store.history(profile, after.as_ref(), limit.saturating_add(1));
+        let mut rows = self.read(StoreOp::History, profile, read).await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next =
+            if more { rows.last().and_then(|(video, p)| HistoryCursor::after(video, p)) } else { None };
+        Ok((rows, next))
     }
 
     /// Forgets a title for the profile; older checkpoints cannot bring it back.

@@ -160,6 +160,8 @@ async fn a_write_whose_cache_update_failed_is_read_from_the_store_until_repaired
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     };
     let now = Timestamp::from_millis(10_000);
     cached.upsert(&key, at(1_000, 100_000), now, None).await.expect("written");

@@ -91,6 +91,8 @@ impl Write {
             duration: None,
             hidden: false,
             finished: false,
+            series: None,
+            finished_at: None,
         }
     }
 }

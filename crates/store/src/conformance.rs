@@ -13,9 +13,10 @@
 
 use std::sync::Arc;
 
+use playmark_core::library::{HistoryCursor, SeriesActivity};
 use playmark_core::{
     AccountId, DeviceId, Duration, Entry, Outcome, Position, ProfileId, ProfileKey, Progress, ProgressKey,
-    StaleGuard, Timestamp, VideoId,
+    Series, SeriesId, StaleGuard, Timestamp, VideoId,
 };
 
 use crate::ProgressStore;
@@ -59,6 +60,11 @@ macro_rules! conformance_tests {
             hide_keeps_the_progress_and_a_newer_checkpoint_shows_the_title_again,
             a_replay_after_a_hide_is_a_duplicate_and_stays_hidden,
             marks_are_kept_as_written_and_merge_like_checkpoints,
+            the_series_and_the_finish_time_are_carried_from_write_to_write,
+            history_is_the_finished_titles_newest_finish_first_in_cursor_pages,
+            history_pages_never_repeat_or_skip_a_title_while_others_finish,
+            standalone_titles_in_progress_leave_episodes_out,
+            series_activity_points_at_each_series_latest_episode_write,
             expire_works_in_batches_and_names_each_purged_key
         );
     };
@@ -93,7 +99,22 @@ pub fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64
         duration: duration_ms.map(|d| Duration::from_millis(d).expect("valid duration")),
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     }
+}
+
+/// `p` as an episode of `series`.
+pub fn episode(p: Progress, series: &str, n: u32) -> Progress {
+    Progress {
+        series: Some(Series { id: SeriesId::parse(series).expect("valid series id"), episode: n }),
+        ..p
+    }
+}
+
+/// `p`, finished.
+pub fn finished(p: Progress) -> Progress {
+    Progress { finished: true, ..p }
 }
 
 const NOW: Timestamp = Timestamp::from_millis(1_764_270_000_000);
@@ -524,7 +545,7 @@ pub async fn marks_are_kept_as_written_and_merge_like_checkpoints(store: &dyn Pr
     let k = key("acct", "A", "V1");
     let in_progress = |at, device, pos| progress(at, device, pos, Some(3_600_000));
     upsert(store, &k, &in_progress(1_000, "tv", 600_000)).await;
-    let watched = Progress { finished: true, ..in_progress(2_000, "phone", 3_600_000) };
+    let watched = Progress { finished: true, ..in_progress(2_000, "phone", 3_600_000) }.carry(None);
     assert_eq!(upsert(store, &k, &watched).await, (Outcome::Applied, Entry::Live(watched.clone())));
     assert!(
         continue_watching(store, &k.profile(), 10).await.is_empty(),
@@ -542,6 +563,213 @@ pub async fn marks_are_kept_as_written_and_merge_like_checkpoints(store: &dyn Pr
     let again = in_progress(4_000, "tv", 30_000);
     assert_eq!(upsert(store, &k, &again).await, (Outcome::Applied, Entry::Live(again)));
     assert_eq!(continue_watching(store, &k.profile(), 10).await, ["V1"], "playing again shows it");
+}
+
+/// A write without a series keeps the standing one, a new one replaces it,
+/// a deletion forgets it; the finish time is the first finish, kept by
+/// later finished writes and cleared by a rewatch or an unwatched mark.
+pub async fn the_series_and_the_finish_time_are_carried_from_write_to_write(store: &dyn ProgressStore) {
+    let k = key("acct", "A", "S1-E4");
+    let series_of = |e: Entry| e.live().and_then(|p| p.series.clone()).map(|s| (s.id.to_string(), s.episode));
+    let finish_of = |e: Entry| e.live().and_then(|p| p.finished_at).map(Timestamp::as_millis);
+    let (_, first) = upsert(store, &k, &episode(progress(1_000, "tv", 5_000, None), "show", 4)).await;
+    assert_eq!(series_of(first), Some(("show".into(), 4)));
+    let (outcome, plain) = upsert(store, &k, &progress(2_000, "tv", 6_000, Some(60_000))).await;
+    assert_eq!((outcome, series_of(plain.clone())), (Outcome::Applied, Some(("show".into(), 4))));
+    assert_eq!(get(store, &k).await, Some(plain), "the write's answer is what is stored");
+    let (_, done) = upsert(store, &k, &finished(progress(3_000, "tv", 59_000, Some(60_000)))).await;
+    assert_eq!(finish_of(done), Some(3_000));
+    let (_, again) = upsert(store, &k, &finished(progress(4_000, "phone", 60_000, Some(60_000)))).await;
+    assert_eq!((finish_of(again.clone()), series_of(again)), (Some(3_000), Some(("show".into(), 4))));
+    let (_, moved) = upsert(store, &k, &episode(progress(5_000, "tv", 1_000, None), "other", 9)).await;
+    assert_eq!((finish_of(moved.clone()), series_of(moved)), (None, Some(("other".into(), 9))), "a rewatch");
+    let (_, refinished) = upsert(store, &k, &finished(progress(6_000, "tv", 60_000, Some(60_000)))).await;
+    assert_eq!(finish_of(refinished), Some(6_000), "finished again: a new finish time");
+    store.delete(&k, Timestamp::from_millis(7_000)).await.expect("delete succeeds");
+    let (_, fresh) = upsert(store, &k, &progress(8_000, "tv", 1_000, None)).await;
+    assert_eq!(series_of(fresh), None, "a deletion forgets the series");
+    let hidden = store.hide(&k).await.expect("hide succeeds");
+    assert_eq!(hidden.map(|p| (p.hidden, p.series)), Some((true, None)));
+}
+
+async fn history(
+    store: &dyn ProgressStore,
+    p: &ProfileKey,
+    after: Option<&HistoryCursor>,
+    limit: usize,
+) -> Vec<(String, u64)> {
+    let rows = store.history(p, after, limit).await.expect("history succeeds");
+    rows.iter()
+        .map(|(v, p)| {
+            (v.as_str().to_owned(), p.finish_time().expect("history holds finished titles").as_millis())
+        })
+        .collect()
+}
+
+fn cursor_after(last: &(String, u64)) -> HistoryCursor {
+    HistoryCursor {
+        finished_at: Timestamp::from_millis(last.1),
+        video_id: VideoId::parse(last.0.as_str()).expect("valid"),
+    }
+}
+
+/// History holds the profile's finished titles (hidden ones too), newest
+/// finish first, ties by video id; a later finished write does not move a
+/// title, a rewatch or an unwatched mark takes it out; cursor pages cover
+/// it exactly.
+pub async fn history_is_the_finished_titles_newest_finish_first_in_cursor_pages(store: &dyn ProgressStore) {
+    let a = profile("acct", "A");
+    let done = |at| finished(progress(at, "tv", 60_000, Some(60_000)));
+    for (video, at) in [("V1", 1_000), ("V2", 3_000), ("V3", 2_000), ("V4", 2_000), ("V5", 5_000)] {
+        upsert(store, &key("acct", "A", video), &done(at)).await;
+    }
+    upsert(store, &key("acct", "A", "playing"), &progress(9_000, "tv", 5_000, None)).await;
+    upsert(store, &key("acct", "B", "other"), &done(9_000)).await;
+    // Finished again later (at 97%): the finish time stays.
+    upsert(store, &key("acct", "A", "V1"), &finished(progress(8_000, "tv", 58_200, Some(60_000)))).await;
+    store.hide(&key("acct", "A", "V3")).await.expect("hide succeeds");
+    // V5 is rewatched: out of history.
+    upsert(store, &key("acct", "A", "V5"), &progress(6_000, "tv", 1_000, Some(60_000))).await;
+    let expected: Vec<(String, u64)> = [("V2", 3_000), ("V3", 2_000), ("V4", 2_000), ("V1", 1_000)]
+        .iter()
+        .map(|(v, t)| (v.to_string(), *t))
+        .collect();
+    assert_eq!(history(store, &a, None, 10).await, expected);
+    let first = history(store, &a, None, 2).await;
+    assert_eq!(first, expected[..2]);
+    let second = history(store, &a, Some(&cursor_after(&first[1])), 2).await;
+    assert_eq!(second, expected[2..]);
+    assert!(history(store, &a, Some(&cursor_after(&second[1])), 2).await.is_empty());
+    // Unmarked (a mark as unwatched: at 0, hidden, not finished): out.
+    upsert(
+        store,
+        &key("acct", "A", "V2"),
+        &Progress { hidden: true, ..progress(9_500, "tv", 0, Some(60_000)) },
+    )
+    .await;
+    store.delete(&key("acct", "A", "V4"), Timestamp::from_millis(9_600)).await.expect("delete succeeds");
+    assert_eq!(history(store, &a, None, 10).await, [expected[1].clone(), expected[3].clone()]);
+    // Finished again: back, with the new time.
+    upsert(store, &key("acct", "A", "V5"), &done(10_000)).await;
+    assert_eq!(history(store, &a, None, 1).await, [("V5".to_owned(), 10_000)]);
+}
+
+/// Paging through history while other titles finish never returns a title
+/// twice, and returns every title that was finished before paging began
+/// and stayed so, in history order (checked against a model).
+pub async fn history_pages_never_repeat_or_skip_a_title_while_others_finish(store: &dyn ProgressStore) {
+    let a = profile("acct", "A");
+    let done = |at| finished(progress(at, "tv", 60_000, Some(60_000)));
+    let before: Vec<(String, u64)> =
+        (0..60u64).map(|i| (format!("old-{i:02}"), 1_000 + (i % 20) * 100)).collect();
+    let writes = before.iter().map(|(v, at)| {
+        let k = key("acct", "A", v);
+        async move { store.upsert(&k, done(*at), NOW, None).await }
+    });
+    for written in futures::future::join_all(writes).await {
+        assert_eq!(written.expect("upsert succeeds").outcome, Outcome::Applied);
+    }
+    let finishing = async {
+        // New finishes land on both sides of wherever the pager is.
+        for i in 0..60u64 {
+            let at = if i % 2 == 0 { 5_000 + i } else { 500 + i * 40 };
+            store
+                .upsert(&key("acct", "A", &format!("new-{i:02}")), done(at), NOW, None)
+                .await
+                .expect("upsert succeeds");
+            tokio::task::yield_now().await;
+        }
+    };
+    let paging = async {
+        let mut seen: Vec<(String, u64)> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = history(store, &a, cursor.as_ref(), 7).await;
+            let Some(last) = page.last() else { break };
+            cursor = Some(cursor_after(last));
+            seen.extend(page);
+            tokio::task::yield_now().await;
+        }
+        seen
+    };
+    let ((), seen) = futures::join!(finishing, paging);
+    let mut names: Vec<&str> = seen.iter().map(|(v, _)| v.as_str()).collect();
+    let in_order =
+        seen.windows(2).all(|w| (std::cmp::Reverse(w[0].1), &w[0].0) < (std::cmp::Reverse(w[1].1), &w[1].0));
+    assert!(in_order, "pages follow history order: {seen:?}");
+    names.sort_unstable();
+    let total = names.len();
+    names.dedup();
+    assert_eq!(names.len(), total, "no title twice");
+    for (v, at) in &before {
+        assert!(seen.contains(&(v.clone(), *at)), "{v} finished before paging began and was skipped");
+    }
+}
+
+/// The standalone part of continue-watching has the titles without a
+/// series; the whole row has both, merged in one order.
+pub async fn standalone_titles_in_progress_leave_episodes_out(store: &dyn ProgressStore) {
+    let a = profile("acct", "A");
+    upsert(store, &key("acct", "A", "film"), &progress(2_000, "tv", 5_000, None)).await;
+    upsert(store, &key("acct", "A", "s-e1"), &episode(progress(3_000, "tv", 5_000, None), "s", 1)).await;
+    upsert(store, &key("acct", "A", "film-2"), &progress(1_000, "tv", 5_000, None)).await;
+    upsert(store, &key("acct", "A", "s-e2"), &episode(progress(1_500, "tv", 5_000, None), "s", 2)).await;
+    // A checkpoint without the series keeps the episode an episode.
+    upsert(store, &key("acct", "A", "s-e2"), &progress(4_000, "tv", 6_000, None)).await;
+    assert_eq!(continue_watching(store, &a, 10).await, ["s-e2", "s-e1", "film", "film-2"]);
+    assert_eq!(continue_watching(store, &a, 3).await, ["s-e2", "s-e1", "film"]);
+    let standalone = store.standalone_in_progress(&a, 10).await.expect("succeeds");
+    let names: Vec<&str> = standalone.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(names, ["film", "film-2"]);
+    assert_eq!(store.standalone_in_progress(&a, 1).await.expect("succeeds").len(), 1);
+}
+
+fn activity_of(rows: &[SeriesActivity]) -> Vec<(String, String, u64)> {
+    rows.iter()
+        .map(|a| (a.series.to_string(), a.pointer.video_id.to_string(), a.pointer.at.as_millis()))
+        .collect()
+}
+
+/// Each series points at its episode written last (ties by the larger
+/// video id), series ordered by that write, newest first; an older write
+/// does not move the pointer, a hide does not either; the pointed
+/// episode's entry comes with it (a tombstone once deleted); pages
+/// continue after a given series.
+pub async fn series_activity_points_at_each_series_latest_episode_write(store: &dyn ProgressStore) {
+    let a = profile("acct", "A");
+    let ep = |at, series, n| episode(progress(at, "tv", 5_000, None), series, n);
+    upsert(store, &key("acct", "A", "a-e1"), &finished(ep(1_000, "a", 1))).await;
+    upsert(store, &key("acct", "A", "b-e1"), &ep(2_000, "b", 1)).await;
+    upsert(store, &key("acct", "A", "a-e2"), &ep(3_000, "a", 2)).await;
+    upsert(store, &key("acct", "A", "film"), &progress(9_000, "tv", 5_000, None)).await;
+    upsert(store, &key("acct", "B", "c-e1"), &ep(9_000, "c", 1)).await;
+    // An older write of another episode does not move the pointer...
+    upsert(store, &key("acct", "A", "a-e3"), &ep(2_500, "a", 3)).await;
+    // ...a later one of an episode already written does, and a tie goes
+    // to the larger video id.
+    upsert(store, &key("acct", "A", "b-e0"), &ep(4_000, "b", 0)).await;
+    upsert(store, &key("acct", "A", "b-e9"), &ep(4_000, "b", 9)).await;
+    let rows = store.series_activity(&a, None, 10).await.expect("succeeds");
+    assert_eq!(
+        activity_of(&rows),
+        [("b".into(), "b-e9".into(), 4_000), ("a".into(), "a-e2".into(), 3_000)]
+            as [(String, String, u64); 2]
+    );
+    assert_eq!(rows[1].latest.as_ref().and_then(Entry::live).map(|p| p.position.as_millis()), Some(5_000));
+    store.hide(&key("acct", "A", "a-e1")).await.expect("hide succeeds");
+    let (_, a2) = upsert(store, &key("acct", "A", "a-e2"), &finished(ep(5_000, "a", 2))).await;
+    let rows = store.series_activity(&a, None, 10).await.expect("succeeds");
+    assert_eq!(activity_of(&rows)[0], ("a".into(), "a-e2".into(), 5_000));
+    assert_eq!(rows[0].latest, Some(a2));
+    let page = store.series_activity(&a, None, 1).await.expect("succeeds");
+    let rest = store
+        .series_activity(&a, Some(&(page[0].pointer.at, page[0].series.clone())), 10)
+        .await
+        .expect("succeeds");
+    assert_eq!(activity_of(&rest), [("b".into(), "b-e9".into(), 4_000)] as [(String, String, u64); 1]);
+    store.delete(&key("acct", "A", "b-e9"), Timestamp::from_millis(6_000)).await.expect("delete succeeds");
+    let rows = store.series_activity(&a, None, 10).await.expect("succeeds");
+    assert!(matches!(rows[1].latest, Some(Entry::Deleted { .. })), "{:?}", rows[1]);
 }
 
 /// A healthy store answers ping.
@@ -604,6 +832,7 @@ where
                 ("V1", live(1_764_270_000_000, "tv-livingroom", 1_200_500)),
                 ("V2", Entry::Live(progress(7, "phone", 0, None))),
                 ("V3", Entry::Deleted { at: Timestamp::from_millis(9) }),
+                ("V4", Entry::Live(finished(episode(progress(11, "tv", 5, None), "show", 7)).carry(None))),
             ] {
                 let k = key("acct", "A", video);
                 assert!(cache.put(&k, &entry).await.expect("put"));

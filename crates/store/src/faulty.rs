@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
+use playmark_core::library::{HistoryCursor, SeriesActivity};
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId};
 
 use crate::{ProgressStore, StoreError, Written};
 
@@ -128,6 +129,35 @@ impl ProgressStore for FaultyStore {
     ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
         self.before().await?;
         self.inner.continue_watching(profile, limit).await
+    }
+
+    async fn standalone_in_progress(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.before().await?;
+        self.inner.standalone_in_progress(profile, limit).await
+    }
+
+    async fn history(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.before().await?;
+        self.inner.history(profile, after, limit).await
+    }
+
+    async fn series_activity(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&(Timestamp, SeriesId)>,
+        limit: usize,
+    ) -> Result<Vec<SeriesActivity>, StoreError> {
+        self.before().await?;
+        self.inner.series_activity(profile, after, limit).await
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {

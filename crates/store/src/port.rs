@@ -1,7 +1,10 @@
 //! The storage port.
 
 use async_trait::async_trait;
-use playmark_core::{Entry, Outcome, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
+use playmark_core::library::{HistoryCursor, SeriesActivity};
+use playmark_core::{
+    Entry, Outcome, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId,
+};
 
 use crate::StoreError;
 
@@ -21,7 +24,16 @@ pub struct Written {
 /// Every write is conditional under the core merge rule
 /// ([`Entry::merge`]) and applied atomically by the backend, so concurrent
 /// writers and retries can never put an older entry over a newer one. A write
-/// returns only once it is durable.
+/// returns only once it is durable. An applied write stores
+/// [`Progress::carry`] of what stood (the series and the finish time carried
+/// over), decided inside the same atomic step.
+///
+/// Besides the rows, a store keeps the orders its reads walk, each read
+/// only as far as its limit: continue-watching (all titles, and standalone
+/// titles alone), history (finish time), and series activity (a
+/// [`playmark_core::library::SeriesPointer`] per series, moved by
+/// [`playmark_core::library::SeriesPointer::moves`] on every applied write
+/// of an episode).
 ///
 /// `now` arguments are the server's clock: stores remember when each entry was
 /// last touched so [`ProgressStore::expire`] can purge idle ones.
@@ -54,6 +66,39 @@ pub trait ProgressStore: Send + Sync + std::fmt::Debug + 'static {
         profile: &ProfileKey,
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, StoreError>;
+
+    /// As [`ProgressStore::continue_watching`], but only titles without a
+    /// series: the standalone part of the row grouped by series. Its cost
+    /// grows with `limit`, not with the profile's episodes.
+    async fn standalone_in_progress(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError>;
+
+    /// The profile's finished titles (live, finished, hidden or not),
+    /// newest finish ([`Progress::finish_time`]) first, ties by video id
+    /// ascending; only those after `after` when given
+    /// ([`HistoryCursor::precedes`]); at most `limit`.
+    async fn history(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError>;
+
+    /// The profile's series by latest activity: pointer time newest first,
+    /// ties by series id ascending; only those after `after` (the last
+    /// series of the previous page: its pointer time and id) when given; at
+    /// most `limit`. Each comes with the entry standing now under the
+    /// episode its pointer names (none if purged); what that means is
+    /// decided by [`playmark_core::library::series_item`].
+    async fn series_activity(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&(Timestamp, SeriesId)>,
+        limit: usize,
+    ) -> Result<Vec<SeriesActivity>, StoreError>;
 
     /// Replaces whatever stands under `key` with a tombstone
     /// ([`Entry::tombstone`]), so older checkpoints cannot bring it back.

@@ -14,7 +14,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use playmark_core::{DeviceId, Duration as TitleDuration, Entry, Position, Progress, ProgressKey, Timestamp};
+use playmark_core::{
+    DeviceId, Duration as TitleDuration, Entry, Position, Progress, ProgressKey, Series, SeriesId, Timestamp,
+};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -25,14 +27,17 @@ use crate::cache::{CacheError, ProgressCache};
 
 /// Compare-and-set under the stored-state order of `playmark_core::Entry`:
 /// the conflict rule `(updated_at, kind, device_id, position, duration)`,
-/// then `hidden`, then `finished`. KEYS[1]: the entry. ARGV: updated_at,
+/// then `hidden`, then `finished`, then the carried fields (series id,
+/// episode, finish time; none first). KEYS[1]: the entry. ARGV: updated_at,
 /// kind (1 = deleted), device_id, position_ms, duration_ms (-1 = none),
-/// hidden (1 = hidden), finished (1 = finished), ttl_ms. Device ids compare byte by byte (`string.byte`), not with Lua's
-/// locale-dependent `<`, so Redis orders them exactly as Rust and
-/// PostgreSQL's `COLLATE "C"` do. An entry cached before the flag existed
-/// reads as neither hidden nor finished.
+/// hidden (1 = hidden), finished (1 = finished), ttl_ms, series_id ('' =
+/// none), episode (-1 = none), finished_at (-1 = none). Ids compare byte by
+/// byte (`string.byte`), not with Lua's locale-dependent `<`, so Redis
+/// orders them exactly as Rust and PostgreSQL's `COLLATE "C"` do. An entry
+/// cached before a field existed reads as its default (not hidden, not
+/// finished, no series, no finish time).
 const CAS: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'u', 'k', 'd', 'p', 'r', 'h', 'f')
+local cur = redis.call('HMGET', KEYS[1], 'u', 'k', 'd', 'p', 'r', 'h', 'f', 's', 'e', 'a')
 local function bytes_gt(a, b)
   local n = math.min(#a, #b)
   for i = 1, n do
@@ -55,10 +60,17 @@ else
   elseif np ~= cp then newer = np > cp
   elseif nr ~= cr then newer = nr > cr
   elseif nh ~= ch then newer = nh > ch
-  else newer = nf > cf end
+  elseif nf ~= cf then newer = nf > cf
+  else
+    local cs, ce, ca = cur[8] or '', tonumber(cur[9] or '-1'), tonumber(cur[10] or '-1')
+    local ns, ne, na = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+    if ns ~= cs then newer = cs == '' or (ns ~= '' and bytes_gt(ns, cs))
+    elseif ne ~= ce then newer = ne > ce
+    else newer = na > ca end
+  end
 end
 if newer then
-  redis.call('HSET', KEYS[1], 'u', ARGV[1], 'k', ARGV[2], 'd', ARGV[3], 'p', ARGV[4], 'r', ARGV[5], 'h', ARGV[6], 'f', ARGV[7])
+  redis.call('HSET', KEYS[1], 'u', ARGV[1], 'k', ARGV[2], 'd', ARGV[3], 'p', ARGV[4], 'r', ARGV[5], 'h', ARGV[6], 'f', ARGV[7], 's', ARGV[9], 'e', ARGV[10], 'a', ARGV[11])
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
   return 1
 end
@@ -198,9 +210,13 @@ impl RedisCache {
             ),
             Entry::Deleted { at } => (at.as_millis(), 1, "", 0, -1, 0, 0),
         };
+        let live = entry.live();
+        let series = live.and_then(|p| p.series.as_ref());
+        let (s, e) = series.map_or(("", -1), |s| (s.id.as_str(), i64::from(s.episode)));
+        let a = live.and_then(|p| p.finished_at).map_or(-1, |t| t.as_millis() as i64);
         let ttl_ms = u64::try_from(self.options.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = self.script.key(self.key(key));
-        invocation.arg(u).arg(k).arg(d).arg(p).arg(r).arg(h).arg(f).arg(ttl_ms);
+        invocation.arg(u).arg(k).arg(d).arg(p).arg(r).arg(h).arg(f).arg(ttl_ms).arg(s).arg(e).arg(a);
         invocation
     }
 
@@ -269,7 +285,7 @@ impl ProgressCache for RedisCache {
 
     async fn get(&self, key: &ProgressKey) -> Result<Option<Entry>, CacheError> {
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.key(key)).arg(&["u", "k", "d", "p", "r", "h", "f"]);
+        cmd.arg(self.key(key)).arg(&["u", "k", "d", "p", "r", "h", "f", "s", "e", "a"]);
         let fields: Vec<Option<String>> = self.query(&cmd).await?;
         decode(&fields).map_err(|reason| self.error(reason))
     }
@@ -325,11 +341,11 @@ impl ProgressCache for RedisCache {
     }
 }
 
-/// Decodes an `HMGET u k d p r h f` answer (`h` and `f` are absent from
-/// entries cached by versions that did not keep them: not hidden, not
-/// finished).
+/// Decodes an `HMGET u k d p r h f s e a` answer (the fields after `r` are
+/// absent from entries cached by versions that did not keep them: not
+/// hidden, not finished, no series, no finish time).
 fn decode(fields: &[Option<String>]) -> Result<Option<Entry>, String> {
-    let [Some(u), Some(k), Some(d), Some(p), Some(r), h, f] = fields else {
+    let [Some(u), Some(k), Some(d), Some(p), Some(r), h, f, s, e, a] = fields else {
         return Ok(None);
     };
     let num = |s: &str| s.parse::<i64>().map_err(|_| format!("non-numeric field {s:?}"));
@@ -348,6 +364,17 @@ fn decode(fields: &[Option<String>]) -> Result<Option<Entry>, String> {
         },
         hidden: h.as_deref().map(num).transpose()? == Some(1),
         finished: f.as_deref().map(num).transpose()? == Some(1),
+        series: match (s.as_deref().filter(|s| !s.is_empty()), e.as_deref().map(num).transpose()?) {
+            (Some(id), Some(episode)) => Some(Series {
+                id: SeriesId::parse(id).map_err(|e| format!("series id {e}"))?,
+                episode: u32::try_from(episode).map_err(|_| format!("episode {episode}"))?,
+            }),
+            _ => None,
+        },
+        finished_at: match a.as_deref().map(num).transpose()? {
+            None | Some(-1) => None,
+            Some(ms) => Some(Timestamp::from_millis(unsigned(ms)?)),
+        },
     })))
 }
 

@@ -73,6 +73,8 @@ fn progress(at: u64, device: &str, position_ms: u64, duration_ms: Option<u64>) -
         duration: duration_ms.map(|d| TitleDuration::from_millis(d).expect("duration")),
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     }
 }
 

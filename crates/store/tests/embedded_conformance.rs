@@ -52,6 +52,8 @@ async fn records_survive_close_and_reopen() {
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     };
     {
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("opens");
@@ -79,6 +81,8 @@ async fn writes_after_close_are_refused_not_lost_silently() {
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     };
     assert!(store.upsert(&key, progress, Timestamp::from_millis(1), None).await.is_err());
     assert!(store.ping().await.is_err());

@@ -32,6 +32,8 @@ fn progress(at: u64, pos_ms: u64) -> Progress {
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     }
 }
 

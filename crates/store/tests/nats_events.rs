@@ -22,6 +22,8 @@ fn event(video: &str, at: u64) -> ProgressEvent {
             duration: None,
             hidden: false,
             finished: false,
+            series: None,
+            finished_at: None,
         },
     }
 }

@@ -41,6 +41,8 @@ fn progress() -> impl Strategy<Value = Progress> {
             duration: duration.map(|d| TitleDuration::from_millis(d).expect("valid duration")),
             hidden,
             finished,
+            series: None,
+            finished_at: None,
         })
 }
 

@@ -60,6 +60,8 @@ fn progress(at: u64, device: &str, pos: u64) -> Progress {
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     }
 }
 

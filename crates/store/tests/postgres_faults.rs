@@ -26,6 +26,8 @@ fn progress(at: u64) -> Progress {
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     }
 }
 

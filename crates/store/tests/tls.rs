@@ -30,6 +30,8 @@ fn live() -> Entry {
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     })
 }
 

@@ -12,7 +12,8 @@
 //!   ([`ErrorCode::Conflict`], HTTP 409), which [`UpdateOutcome::try_from`]
 //!   makes explicit.
 //! - [`Record`], [`UpdateResponse`], [`ResumeResponse`],
-//!   [`ContinueWatchingResponse`], [`BatchResponse`]: the answers.
+//!   [`ContinueWatchingResponse`] (of [`ShelfItem`]s: records and
+//!   [`NextUp`]s), [`HistoryResponse`], [`BatchResponse`]: the answers.
 //! - [`ErrorBody`]: every error answer.
 //! - [`Seconds`]: positions and durations, integer milliseconds inside,
 //!   seconds on the wire.
@@ -184,6 +185,20 @@ pub struct Record {
     /// When, in ms since the epoch.
     #[cfg_attr(feature = "openapi", schema(example = 1764270000000_u64))]
     pub updated_at: u64,
+    /// The series the title belongs to, as the player said (kept until a
+    /// checkpoint names another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "show-1"))]
+    pub series_id: Option<String>,
+    /// The title's ordinal in its series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 2147483647, example = 4))]
+    pub episode: Option<u32>,
+    /// When the title first became finished, ms since the epoch: present
+    /// exactly while it is finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = 1764270000000_u64))]
+    pub finished_at: Option<u64>,
 }
 
 impl Record {
@@ -197,6 +212,9 @@ impl Record {
             duration: p.duration.map(|d| Seconds(d.as_millis())),
             device_id: p.device_id.to_string(),
             updated_at: p.updated_at.as_millis(),
+            series_id: p.series.as_ref().map(|s| s.id.to_string()),
+            episode: p.series.as_ref().map(|s| s.episode),
+            finished_at: p.finish_time().map(playmark_core::Timestamp::as_millis),
         }
     }
 }
@@ -244,8 +262,51 @@ pub struct ResumeResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContinueWatchingResponse {
-    /// Titles in progress, newest `updated_at` first.
+    /// Titles in progress, newest `updated_at` first. With `group=series`,
+    /// at most one item per series (a record, or what comes next), newest
+    /// activity first.
+    pub items: Vec<ShelfItem>,
+}
+
+/// One item of the continue-watching row: a title to resume, or, with
+/// `group=series`, the next episode of a series whose latest episode was
+/// finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum ShelfItem {
+    /// The next episode of a series (told apart by `next_episode`).
+    NextUp(NextUp),
+    /// A title in progress.
+    Record(Record),
+}
+
+/// A series whose most recent activity is a finished episode: play the
+/// episode after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NextUp {
+    /// The series.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "show-1"))]
+    pub series_id: String,
+    /// The ordinal after the finished episode's: the player maps it to a
+    /// title of its own catalog.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647, example = 5))]
+    pub next_episode: u32,
+    /// The finished episode's record.
+    pub after: Record,
+}
+
+/// A page of history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryResponse {
+    /// Finished titles, newest finish (`finished_at`) first.
     pub items: Vec<Record>,
+    /// Pass as `cursor` for the next page; `null` when this page is the
+    /// last.
+    #[cfg_attr(feature = "openapi", schema(required = true, example = "h1.1764270000000.V1"))]
+    pub next_cursor: Option<String>,
 }
 
 /// A machine code, a human message, and the field at fault if any.

@@ -83,6 +83,84 @@ describe('PlaymarkClient wire format', () => {
     assert.deepEqual(r[1].body, { ...KEY, device_id: 'phone', watched: false });
   });
 
+  test('an episode\'s series_id and episode go with a mark, a checkpoint and batch items, and only when given', async (t) => {
+    const srv = await startServer((req, res) => {
+      if (req.path === '/playback/batch') return json(res, 200, { results: req.body.checkpoints.map(() => ({ outcome: 'applied', record: null })) });
+      return json(res, 200, { outcome: 'applied', record: null });
+    });
+    t.after(() => srv.close());
+    const { client } = clientFor(srv.baseUrl);
+    const series = { series_id: 'show-1', episode: 0 };
+    await client.markWatched({ ...KEY, device_id: 'tv', watched: true, ...series });
+    await client.markWatched({ ...KEY, device_id: 'tv', watched: true, series_id: null, episode: undefined });
+    await client.update({ ...KEY, device_id: 'tv', position: 5, ...series });
+    await client.batch([{ ...KEY, device_id: 'tv', position: 5, ...series }, { ...KEY, device_id: 'tv', position: 6 }]);
+    const r = srv.requests;
+    assert.deepEqual(r[0].body, { ...KEY, device_id: 'tv', watched: true, series_id: 'show-1', episode: 0 });
+    assert.deepEqual(r[1].body, { ...KEY, device_id: 'tv', watched: true });
+    assert.deepEqual(r[2].body, { ...KEY, device_id: 'tv', position: 5, series_id: 'show-1', episode: 0 });
+    assert.deepEqual(r[3].body.checkpoints, [{ ...KEY, device_id: 'tv', position: 5, ...series }, { ...KEY, device_id: 'tv', position: 6 }]);
+  });
+
+  test('history sends limit and cursor only when given, and answers as the server does', async (t) => {
+    const page = { items: [{ ...record(3600, 9), finished_at: 9 }], next_cursor: 'h1.9.V1' };
+    const srv = await startServer((req, res) => json(res, 200, page));
+    t.after(() => srv.close());
+    const { client } = clientFor(srv.baseUrl);
+    const profile = { account_id: 'acct-1', profile_id: 'A' };
+    assert.deepEqual(await client.history(profile), page);
+    await client.history({ ...profile, video_id: 'ignored' }, { limit: 2, cursor: 'h1.9.V1' });
+    await client.history({ profile_id: 'A' }, { cursor: null });
+    const r = srv.requests;
+    assert.deepEqual([r[0].method, r[0].path, r[0].query], ['GET', '/playback/history', profile]);
+    assert.deepEqual(r[1].query, { ...profile, limit: '2', cursor: 'h1.9.V1' });
+    assert.deepEqual(r[2].query, { profile_id: 'A' }, 'with --auth jwt the account may be left to the token');
+  });
+
+  test('historyPages follows next_cursor to the last page, one request per page as iterated', async (t) => {
+    const pages = {
+      '': { items: [record(1, 5), record(1, 4)], next_cursor: 'c1' },
+      c1: { items: [record(1, 3), record(1, 2)], next_cursor: 'c2' },
+      c2: { items: [record(1, 1)], next_cursor: null },
+    };
+    const srv = await startServer((req, res) => json(res, 200, pages[req.query.cursor ?? '']));
+    t.after(() => srv.close());
+    const { client } = clientFor(srv.baseUrl);
+    const profile = { account_id: 'acct-1', profile_id: 'A' };
+    const seen = [];
+    for await (const page of client.historyPages(profile, { limit: 2 })) seen.push(page.items.map((i) => i.updated_at));
+    assert.deepEqual(seen, [[5, 4], [3, 2], [1]]);
+    assert.deepEqual(srv.requests.map((r) => r.query), [
+      { ...profile, limit: '2' },
+      { ...profile, limit: '2', cursor: 'c1' },
+      { ...profile, limit: '2', cursor: 'c2' },
+    ]);
+    // From a cursor, and stopping early: no request past the pages asked for.
+    for await (const page of client.historyPages(profile, { cursor: 'c1' })) {
+      assert.deepEqual(page, pages.c1);
+      break;
+    }
+    assert.equal(srv.requests.length, 4);
+    assert.deepEqual(srv.requests[3].query, { ...profile, cursor: 'c1' });
+  });
+
+  test('continue-watching grouped by series sends group and answers records and next-ups as they come', async (t) => {
+    const nextUp = { series_id: 'show-1', next_episode: 2, after: { ...record(3600, 7), series_id: 'show-1', episode: 1, finished_at: 7 } };
+    const srv = await startServer((req, res) => json(res, 200, { items: [nextUp, record(10, 5)] }));
+    t.after(() => srv.close());
+    const { client } = clientFor(srv.baseUrl);
+    const profile = { account_id: 'acct-1', profile_id: 'A' };
+    const { items } = await client.continueWatching(profile, 5, { group: 'series' });
+    assert.deepEqual(items, [nextUp, record(10, 5)]);
+    assert.deepEqual(items.map((i) => 'next_episode' in i), [true, false]);
+    await client.continueWatching(profile, undefined, { group: 'series' });
+    await client.continueWatching(profile, 5, {});
+    const r = srv.requests;
+    assert.deepEqual([r[0].path, r[0].query], ['/playback/continue-watching', { ...profile, limit: '5', group: 'series' }]);
+    assert.deepEqual(r[1].query, { ...profile, group: 'series' });
+    assert.deepEqual(r[2].query, { ...profile, limit: '5' });
+  });
+
   test('resume, continue-watching, forget, hide and batch', async (t) => {
     const srv = await startServer((req, res) => {
       if (req.path === '/playback/resume') return json(res, 200, { found: false, position: 0, action: 'start_over', reason: 'no_record' });
@@ -357,6 +435,26 @@ describe('Player', () => {
         ['acked', 'pause', 'applied'],
       ],
     );
+  });
+
+  test('an episode\'s checkpoints carry its series_id and episode; one without the other is refused', async (t) => {
+    const srv = await startServer(fakeBackend());
+    t.after(() => srv.close());
+    const client = new PlaymarkClient({ baseUrl: srv.baseUrl });
+    let clock = 1000;
+    const player = new Player({ client, key: KEY, deviceId: 'tv', now: () => clock, seriesId: 'show-1', episode: 0 });
+    assert.deepEqual([player.seriesId, player.episode], ['show-1', 0]);
+    await player.play(0);
+    clock = 2000;
+    await player.pause(40);
+    assert.deepEqual(srv.requests[0].body, { ...KEY, device_id: 'tv', position: 40, updated_at: 2000, event: 'pause', series_id: 'show-1', episode: 0 });
+    const plain = new Player({ client, key: KEY, deviceId: 'tv', now: () => clock, seriesId: null, episode: null });
+    await plain.play(0);
+    clock = 3000;
+    await plain.pause(50);
+    assert.equal('series_id' in srv.requests[1].body || 'episode' in srv.requests[1].body, false);
+    assert.throws(() => new Player({ client, key: KEY, deviceId: 'tv', seriesId: 'show-1' }), TypeError);
+    assert.throws(() => new Player({ client, key: KEY, deviceId: 'tv', episode: 2 }), TypeError);
   });
 
   test('offline keeps the latest checkpoint and sends it when back online', async (t) => {

@@ -15,8 +15,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Required};
 
 use playmark_wire::{
-    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, ErrorDetail, PlayerEvent,
-    Record, ResumeAction, ResumeReason, ResumeResponse, UpdateOutcome, UpdateResponse,
+    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, ErrorDetail, HistoryResponse,
+    NextUp, PlayerEvent, Record, ResumeAction, ResumeReason, ResumeResponse, ShelfItem, UpdateOutcome,
+    UpdateResponse,
 };
 
 use super::ops::Health;
@@ -33,6 +34,7 @@ use super::playback::{BatchRequest, HideRequest, UpdateRequest, WatchedRequest};
         super::playback::update,
         super::playback::resume,
         super::playback::continue_watching,
+        super::playback::history,
         super::playback::forget,
         super::playback::hide,
         super::playback::watched,
@@ -45,7 +47,7 @@ use super::playback::{BatchRequest, HideRequest, UpdateRequest, WatchedRequest};
     components(schemas(
         UpdateRequest, UpdateResponse, UpdateOutcome, Record, ResumeResponse, ResumeAction, ResumeReason,
         PlayerEvent, BatchRequest, BatchResponse, BatchItem, HideRequest, WatchedRequest,
-        ContinueWatchingResponse, ErrorBody, ErrorDetail, ErrorCode, Health
+        ContinueWatchingResponse, ShelfItem, NextUp, HistoryResponse, ErrorBody, ErrorDetail, ErrorCode, Health
     )),
     tags(
         (name = "playback", description = "Record and read playback progress"),

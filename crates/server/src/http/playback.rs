@@ -1,5 +1,5 @@
-//! The playback routes: update, resume, continue-watching, delete, hide,
-//! mark watched, batch.
+//! The playback routes: update, resume, continue-watching, history, delete,
+//! hide, mark watched, batch.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,13 +11,14 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use futures::StreamExt;
 use playmark_core::checkpoint::parse_id;
+use playmark_core::library::{self, HistoryCursor};
 use playmark_core::{
     Access, AccountId, Checkpoint, CheckpointInput, DeviceId, FieldError, Mark, MarkInput, PlayerEvent,
     Position, Principal, ProfileId, ProfileKey, ProgressKey, VideoId,
 };
 use playmark_wire::{
-    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, Record, ResumeResponse,
-    Seconds, UpdateOutcome, UpdateResponse,
+    BatchItem, BatchResponse, ContinueWatchingResponse, ErrorBody, ErrorCode, HistoryResponse, NextUp,
+    Record, ResumeResponse, Seconds, ShelfItem, UpdateOutcome, UpdateResponse,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -39,6 +40,7 @@ pub fn router() -> Router<super::AppState> {
         .route("/playback/update", post(update))
         .route("/playback/resume", get(resume))
         .route("/playback/continue-watching", get(continue_watching))
+        .route("/playback/history", get(history))
         .route("/playback/progress", delete(forget))
         .route("/playback/hide", post(hide))
         .route("/playback/watched", post(watched))
@@ -84,6 +86,16 @@ pub struct UpdateRequest {
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 9007199254740991_u64, example = 1764269000000_u64)]
     #[serde(default, deserialize_with = "whole_number")]
     pub resumed_from: Option<u64>,
+    /// The series the title belongs to (an id like the others), with
+    /// `episode`. Kept by the record until a checkpoint names another; a
+    /// checkpoint without it keeps the standing one.
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "show-1")]
+    pub series_id: Option<String>,
+    /// The title's ordinal in its series, 0 to 2 147 483 647, with
+    /// `series_id`.
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 2147483647, example = 4)]
+    #[serde(default, deserialize_with = "whole_number")]
+    pub episode: Option<u64>,
 }
 
 impl From<UpdateRequest> for CheckpointInput {
@@ -98,6 +110,8 @@ impl From<UpdateRequest> for CheckpointInput {
             updated_at: r.updated_at,
             event: r.event,
             resumed_from: r.resumed_from,
+            series_id: r.series_id,
+            episode: r.episode,
         }
     }
 }
@@ -424,6 +438,16 @@ pub struct WatchedRequest {
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 9007199254740991_u64, example = 1764270000000_u64)]
     #[serde(default, deserialize_with = "whole_number")]
     pub updated_at: Option<u64>,
+    /// The series the title belongs to (an id like the others), with
+    /// `episode`. Kept by the record until a checkpoint names another; a
+    /// checkpoint without it keeps the standing one.
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "show-1")]
+    pub series_id: Option<String>,
+    /// The title's ordinal in its series, 0 to 2 147 483 647, with
+    /// `series_id`.
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 2147483647, example = 4)]
+    #[serde(default, deserialize_with = "whole_number")]
+    pub episode: Option<u64>,
 }
 
 /// Mark a title watched or not watched.
@@ -449,8 +473,17 @@ pub async fn watched(
     Caller(caller): Caller,
     body: JsonBody<WatchedRequest>,
 ) -> Result<(Warnings, Json<UpdateResponse>), ApiError> {
-    let WatchedRequest { account_id, profile_id, video_id, device_id, watched, duration, updated_at } =
-        body.value;
+    let WatchedRequest {
+        account_id,
+        profile_id,
+        video_id,
+        device_id,
+        watched,
+        duration,
+        updated_at,
+        series_id,
+        episode,
+    } = body.value;
     let account = account_of(&state, &caller, account_id)?;
     let mark = Mark::try_from(MarkInput {
         account_id: Some(account.to_string()),
@@ -460,6 +493,8 @@ pub async fn watched(
         watched,
         duration,
         updated_at,
+        series_id,
+        episode,
     })?;
     authorize(&state, &caller, &mark.key.profile(), Access::Write)?;
     admit(&state, &mark.key.account_id, Some(&mark.device_id))?;
@@ -560,29 +595,46 @@ pub async fn resume(
     }))
 }
 
-/// Identifies a profile, and how many rows to return.
+/// Identifies a profile, how many titles to return, and how to group them.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ProfileQuery {
+pub struct ContinueWatchingQuery {
     /// The account.
     #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "acct-123")]
     pub account_id: Option<String>,
     /// The profile.
     #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "A")]
     pub profile_id: Option<String>,
-    /// How many titles, 1 to 100 (default 20).
+    /// How many items, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// `series`: at most one item per series, chosen by the series' most
+    /// recent activity: the episode in progress, or what comes after a
+    /// finished one (a `NextUp`). Absent: every title in progress.
+    #[param(value_type = Option<String>, pattern = "^series$", example = "series")]
+    pub group: Option<String>,
+}
+
+/// Reads `limit` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]).
+fn page_limit(raw: Option<String>) -> Result<usize, FieldError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+            FieldError::invalid("limit", format_args!("must be an integer from 1 to {MAX_LIMIT}"))
+        }),
+    }
 }
 
 /// The profile's titles in progress.
 ///
-/// Newest first, without finished or deleted titles.
+/// Newest first, without finished or deleted titles. With `group=series`,
+/// one item per series: its episode in progress, or, when the latest
+/// episode was finished, `{series_id, next_episode, after}`.
 #[utoipa::path(
     get, path = "/playback/continue-watching", tag = "playback",
-    params(ProfileQuery),
+    params(ContinueWatchingQuery),
     responses(
-        (status = 200, description = "Titles in progress", body = ContinueWatchingResponse),
+        (status = 200, description = "Titles in progress (and, grouped, what comes next)", body = ContinueWatchingResponse),
         (status = 400, description = "A missing or invalid parameter (named in `field`)", body = ErrorBody),
         (status = 500, description = "The store holds a record it cannot read (logged)", body = ErrorBody),
         (status = 503, description = "Storage could not answer in time", body = ErrorBody,
@@ -592,19 +644,87 @@ pub struct ProfileQuery {
 pub async fn continue_watching(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Params(query): Params<ProfileQuery>,
+    Params(query): Params<ContinueWatchingQuery>,
 ) -> Result<Json<ContinueWatchingResponse>, ApiError> {
     let profile = profile_key(&state, &caller, query.account_id, query.profile_id, Access::Read)?;
-    let limit = match query.limit {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-            FieldError::invalid("limit", format_args!("must be an integer from 1 to {MAX_LIMIT}"))
-        })?,
+    let limit = page_limit(query.limit)?;
+    let by_series = match query.group.as_deref() {
+        None => false,
+        Some("series") => true,
+        Some(_) => return Err(FieldError::invalid("group", "must be series (or left out)").into()),
     };
     admit(&state, &profile.account_id, None)?;
-    let rows = state.service.continue_watching(&profile, limit).await?;
-    let items = rows.iter().map(|(video, p)| Record::of(&profile, video, p)).collect();
+    let items = if by_series {
+        let shelf = state.service.continue_watching_by_series(&profile, limit).await?;
+        shelf.iter().map(|item| shelf_item(&profile, item)).collect()
+    } else {
+        let rows = state.service.continue_watching(&profile, limit).await?;
+        rows.iter().map(|(video, p)| ShelfItem::Record(Record::of(&profile, video, p))).collect()
+    };
     Ok(Json(ContinueWatchingResponse { items }))
+}
+
+fn shelf_item(profile: &ProfileKey, item: &library::ShelfItem) -> ShelfItem {
+    match item {
+        library::ShelfItem::Title { video_id, progress } => {
+            ShelfItem::Record(Record::of(profile, video_id, progress))
+        }
+        library::ShelfItem::NextUp { series, next_episode, video_id, after } => ShelfItem::NextUp(NextUp {
+            series_id: series.to_string(),
+            next_episode: *next_episode,
+            after: Record::of(profile, video_id, after),
+        }),
+    }
+}
+
+/// Identifies a profile, and a page of its history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// The account.
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "acct-123")]
+    pub account_id: Option<String>,
+    /// The profile.
+    #[param(required = true, value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "A")]
+    pub profile_id: Option<String>,
+    /// How many titles, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Where the previous page ended: its `next_cursor`, as given.
+    #[param(value_type = Option<String>, example = "h1.1764270000000.V1")]
+    pub cursor: Option<String>,
+}
+
+/// What the profile finished.
+///
+/// Finished titles, newest finish first (`finished_at`, ties by video id),
+/// in pages: pass `next_cursor` back as `cursor` for the next one. Paging
+/// never repeats or skips a title, even while others finish.
+#[utoipa::path(
+    get, path = "/playback/history", tag = "playback",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page of finished titles", body = HistoryResponse),
+        (status = 400, description = "A missing or invalid parameter (named in `field`)", body = ErrorBody),
+        (status = 500, description = "The store holds a record it cannot read (logged)", body = ErrorBody),
+        (status = 503, description = "Storage could not answer in time", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Params(query): Params<HistoryQuery>,
+) -> Result<Json<HistoryResponse>, ApiError> {
+    let profile = profile_key(&state, &caller, query.account_id, query.profile_id, Access::Read)?;
+    let limit = page_limit(query.limit)?;
+    let after = query.cursor.as_deref().map(HistoryCursor::parse).transpose()?;
+    admit(&state, &profile.account_id, None)?;
+    let (rows, next) = state.service.history(&profile, after, limit).await?;
+    Ok(Json(HistoryResponse {
+        items: rows.iter().map(|(video, p)| Record::of(&profile, video, p)).collect(),
+        next_cursor: next.map(|c| c.encode()),
+    }))
 }
 
 /// Forget one title for a profile.

@@ -142,24 +142,26 @@ enum Route {
     Batch,
     Resume,
     ContinueWatching,
+    History,
     Hide,
     Watched,
     Delete,
 }
 
 impl Route {
-    const ALL: [Route; 7] = [
+    const ALL: [Route; 8] = [
         Route::Update,
         Route::Batch,
         Route::Resume,
         Route::ContinueWatching,
+        Route::History,
         Route::Hide,
         Route::Watched,
         Route::Delete,
     ];
 
     fn writes(self) -> bool {
-        !matches!(self, Route::Resume | Route::ContinueWatching)
+        !matches!(self, Route::Resume | Route::ContinueWatching | Route::History)
     }
 
     async fn send(self, app: &TestApp, token: Option<&str>) -> reqwest::Response {
@@ -178,6 +180,7 @@ impl Route {
             Route::ContinueWatching => {
                 app.client.get(app.url("/playback/continue-watching?account_id=acct&profile_id=A"))
             }
+            Route::History => app.client.get(app.url("/playback/history?account_id=acct&profile_id=A")),
             Route::Hide => app
                 .client
                 .post(app.url("/playback/hide"))

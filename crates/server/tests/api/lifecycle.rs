@@ -48,6 +48,8 @@ async fn the_sweeper_purges_idle_entries_and_profiles_over_the_cap_and_keeps_the
         duration: None,
         hidden: false,
         finished: false,
+        series: None,
+        finished_at: None,
     };
     store
         .upsert(&key("idle"), progress.clone(), now.saturating_sub_millis(181 * day_ms), None)

@@ -10,6 +10,7 @@ mod connections;
 mod continue_watching;
 mod delete;
 mod errors;
+mod library;
 mod lifecycle;
 mod ops;
 mod overload;

@@ -56,6 +56,7 @@ async fn openapi_describes_every_endpoint() {
         ("/playback/update", "post"),
         ("/playback/resume", "get"),
         ("/playback/continue-watching", "get"),
+        ("/playback/history", "get"),
         ("/playback/progress", "delete"),
         ("/playback/hide", "post"),
         ("/playback/watched", "post"),

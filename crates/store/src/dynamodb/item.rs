@@ -12,19 +12,26 @@
 //! | `hid`, `fin` | BOOL | hidden, finished (live only) |
 //! | `tch` | N | when the server last wrote it, ms (for `expire`) |
 //! | `exp` | N | when DynamoDB's TTL may delete it, epoch seconds (with a TTL) |
-//! | `cw` | S | the continue-watching index's sort key, only while in progress |
+//! | `cw` | S | the continue-watching index's sort key, only while in progress (episodes: after a `z`) |
 //! | `wr` | S | the written-order index's sort key (trim), on every row |
+//! | `sid`, `ep` | S, N | the series and episode, when the record has one |
+//! | `fa` | N | when the title first became finished, ms (finished only) |
+//! | `hs` | S | the history index's sort key, only while finished |
 //!
 //! Each profile also has one item `sk` = `#meta` counting its rows (`n`),
 //! with a `shard` that a global index sorts by count, so profiles over the
-//! cap are found without a scan.
+//! cap are found without a scan; and one item per series, `sk` =
+//! `#series#{series}`, holding its pointer (`playmark_core::library::
+//! SeriesPointer`: `sv` the episode, `sat` the time) and the series index's
+//! sort key `se` (latest activity first).
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use playmark_core::library::SeriesPointer;
 use playmark_core::{
-    AccountId, DeviceId, Duration, Entry, Position, ProfileId, ProfileKey, Progress, ProgressKey, StaleGuard,
-    Timestamp, VideoId,
+    AccountId, DeviceId, Duration, Entry, Position, ProfileId, ProfileKey, Progress, ProgressKey, Series,
+    SeriesId, StaleGuard, Timestamp, VideoId,
 };
 
 /// An item, as the SDK takes and gives it.
@@ -44,6 +51,17 @@ pub const EXPIRES: &str = "exp";
 pub const CONTINUE: &str = "cw";
 pub const WRITTEN: &str = "wr";
 pub const COUNT: &str = "n";
+pub const SERIES: &str = "sid";
+pub const EPISODE: &str = "ep";
+pub const FINISHED_AT: &str = "fa";
+pub const HISTORY: &str = "hs";
+pub const ACTIVITY: &str = "se";
+pub const POINTED_VIDEO: &str = "sv";
+pub const POINTED_AT: &str = "sat";
+/// What an episode's continue-watching key starts with: above every hex
+/// digit, so a profile's standalone titles are the keys below it and its
+/// episodes the keys from it on.
+pub const EPISODE_MARK: &str = "z";
 pub const SHARD: &str = "shard";
 
 /// The sort key of a profile's row-count item (`#` is not allowed in a
@@ -102,6 +120,36 @@ pub fn continue_key(updated_at: Timestamp, video: &VideoId) -> String {
     format!("{:016x}#{video}", u64::MAX - updated_at.as_millis())
 }
 
+/// Newest finish first, then video id ascending: the history index's sort
+/// key.
+pub fn history_key(finished_at: Timestamp, video: &VideoId) -> String {
+    continue_key(finished_at, video)
+}
+
+/// Latest activity first, then series id ascending: the series index's
+/// sort key.
+pub fn activity_key(at: Timestamp, series: &SeriesId) -> String {
+    format!("{:016x}#{series}", u64::MAX - at.as_millis())
+}
+
+/// The sort key of a series' pointer item.
+pub fn series_key(profile: &ProfileKey, series: &SeriesId) -> Item {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(partition(profile))),
+        (SK.to_owned(), AttributeValue::S(format!("#series#{series}"))),
+    ])
+}
+
+/// The pointer and series a pointer item holds.
+pub fn pointer(item: &Item) -> Result<(SeriesId, SeriesPointer), String> {
+    let sk = string(item, SK)?;
+    let series = sk.strip_prefix("#series#").ok_or_else(|| format!("{sk:?} is not a series item"))?;
+    let series = SeriesId::parse(series.to_owned()).map_err(|e| format!("series: {e}"))?;
+    let video_id =
+        VideoId::parse(string(item, POINTED_VIDEO)?.to_owned()).map_err(|e| format!("pointed video: {e}"))?;
+    Ok((series, SeriesPointer { at: Timestamp::from_millis(unsigned(item, POINTED_AT)?), video_id }))
+}
+
 /// Least recently written first: the written-order index's sort key.
 pub fn written_key(updated_at: Timestamp, video: &VideoId) -> String {
     format!("{:016x}#{video}", updated_at.as_millis())
@@ -130,7 +178,19 @@ pub fn item(k: &ProgressKey, entry: &Entry, touched: Timestamp, expires: Option<
             item.insert(HIDDEN.into(), AttributeValue::Bool(p.hidden));
             item.insert(FINISHED.into(), AttributeValue::Bool(p.finished));
             if p.in_progress() {
-                item.insert(CONTINUE.into(), AttributeValue::S(continue_key(p.updated_at, &k.video_id)));
+                let order = continue_key(p.updated_at, &k.video_id);
+                let order = if p.series.is_some() { format!("{EPISODE_MARK}{order}") } else { order };
+                item.insert(CONTINUE.into(), AttributeValue::S(order));
+            }
+            if let Some(series) = &p.series {
+                item.insert(SERIES.into(), AttributeValue::S(series.id.to_string()));
+                item.insert(EPISODE.into(), n(series.episode));
+            }
+            if let Some(at) = p.finished_at {
+                item.insert(FINISHED_AT.into(), n(at.as_millis()));
+            }
+            if let Some(at) = p.finish_time() {
+                item.insert(HISTORY.into(), AttributeValue::S(history_key(at, &k.video_id)));
             }
         }
         Entry::Deleted { .. } => {
@@ -199,6 +259,20 @@ pub fn entry(item: &Item) -> Result<Entry, String> {
                 duration,
                 hidden: boolean(item, HIDDEN)?,
                 finished: boolean(item, FINISHED)?,
+                series: match item.get(SERIES) {
+                    None => None,
+                    Some(_) => Some(Series {
+                        id: SeriesId::parse(string(item, SERIES)?.to_owned())
+                            .map_err(|e| format!("series: {e}"))?,
+                        episode: u32::try_from(unsigned(item, EPISODE)?)
+                            .map_err(|_| format!("{EPISODE} is beyond an episode"))?,
+                    }),
+                },
+                finished_at: item
+                    .get(FINISHED_AT)
+                    .map(|_| unsigned(item, FINISHED_AT))
+                    .transpose()?
+                    .map(Timestamp::from_millis),
             }))
         }
         Ok(DELETED) => Ok(Entry::Deleted { at: updated_at }),
@@ -257,7 +331,46 @@ impl Condition {
 /// comparison with a missing attribute is false, so the guard is written
 /// as the disjunction of what lets a write through (no `NOT`). The whole is
 /// at most 18 flat terms, well inside DynamoDB's 300 operators and 4 KB.
+#[cfg(test)]
 pub fn newer_than_standing(incoming: &Entry, guard: Option<StaleGuard>, ttl_now_s: Option<u64>) -> Condition {
+    newer_than_assumed(incoming, guard, ttl_now_s, &[])
+}
+
+/// What a write assumed of the item that stands, for the fields it carries
+/// over from it (`Progress::carry`): the write is applied only if the item
+/// still holds what was carried, so a concurrent write cannot slip in
+/// between the read of the carried fields and the put.
+pub fn assumed(written: &Progress, named_series: bool, standing: Option<&Entry>) -> Vec<Assumption> {
+    let live = standing.and_then(Entry::live);
+    let mut out = Vec::new();
+    if !named_series {
+        out.push(Assumption::Series(live.and_then(|p| p.series.clone())));
+    }
+    if written.finished {
+        out.push(Assumption::FinishedAt(live.filter(|p| p.finished).and_then(|p| p.finished_at)));
+    }
+    out
+}
+
+/// One field a write carried over, as it stood.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assumption {
+    /// The standing record's series (none: it had none).
+    Series(Option<Series>),
+    /// The standing record's finish time (none: not finished, or finished
+    /// before finish times were kept).
+    FinishedAt(Option<Timestamp>),
+}
+
+/// [`newer_than_standing`], and every [`Assumption`] holds: each is added
+/// to every term that a standing item can satisfy, so the expression stays
+/// flat.
+pub fn newer_than_assumed(
+    incoming: &Entry,
+    guard: Option<StaleGuard>,
+    ttl_now_s: Option<u64>,
+    assumptions: &[Assumption],
+) -> Condition {
     let mut values =
         HashMap::from([(":ua".to_owned(), n(incoming.updated_at().as_millis())), (":live".into(), n(LIVE))]);
     // The order as a flat disjunction of conjunctions: an expression nested
@@ -295,6 +408,31 @@ pub fn newer_than_standing(incoming: &Entry, guard: Option<StaleGuard>, ttl_now_
         }
         _ => terms.extend(newer.iter().map(|term| format!("({term})"))),
     }
+    let mut holds = Vec::new();
+    for assumption in assumptions {
+        match assumption {
+            Assumption::Series(None) => holds.push("attribute_not_exists(#sid)".to_owned()),
+            Assumption::Series(Some(s)) => {
+                values.insert(":sid".into(), AttributeValue::S(s.id.to_string()));
+                values.insert(":ep".into(), n(s.episode));
+                holds.push("#sid = :sid AND #ep = :ep".to_owned());
+            }
+            Assumption::FinishedAt(None) => holds.push("attribute_not_exists(#fa)".to_owned()),
+            Assumption::FinishedAt(Some(at)) => {
+                values.insert(":fa".into(), n(at.as_millis()));
+                holds.push("#fa = :fa".to_owned());
+            }
+        }
+    }
+    if !holds.is_empty() {
+        // Not on `attribute_not_exists(#pk)`: no item, nothing carried.
+        let holds = holds.join(" AND ");
+        for term in terms.iter_mut().skip(1) {
+            // `(a AND b)` becomes `(a AND b AND holds)`: still one level.
+            term.pop();
+            term.push_str(&format!(" AND {holds})"));
+        }
+    }
     if let Some(now_s) = ttl_now_s {
         values.insert(":now".into(), n(now_s));
         terms.insert(0, "#exp < :now".into());
@@ -314,6 +452,8 @@ mod tests {
             duration: dur.map(|d| Duration::from_millis(d).expect("duration")),
             hidden,
             finished: false,
+            series: None,
+            finished_at: None,
         })
     }
 

@@ -12,6 +12,15 @@
 //! - Continue-watching is a `Query` of the profile's partition through a
 //!   local secondary index kept in order (newest first), its limit pushed
 //!   down, `ConsistentRead` (which only local indexes give). Never a scan.
+//!   Episodes sort after standalone titles in that index, so each half is
+//!   a key range; history and series activity are two more such indexes.
+//! - A checkpoint that carries fields over from what stands
+//!   (`Progress::carry`: the series, the first finish time) puts them on
+//!   the condition that they still stand ([`item::newer_than_assumed`]);
+//!   the first try assumes nothing stands, and a refusal returns the item,
+//!   so a checkpoint that names its series costs one call as before. An
+//!   applied episode then moves its series' pointer: one conditional
+//!   `UpdateItem`.
 //! - TTL: with one configured, every applied write refreshes `exp` and
 //!   DynamoDB deletes expired items itself; since that can lag by days (and
 //!   emulators do not do it), an expired item reads as absent.
@@ -32,7 +41,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, Select};
-use playmark_core::{Entry, Outcome, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
+use playmark_core::library::{HistoryCursor, SeriesActivity};
+use playmark_core::{
+    Entry, Outcome, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId,
+};
 
 use crate::{ProgressStore, StoreError, Written};
 use item::Item;
@@ -41,6 +53,10 @@ const BACKEND: &str = "dynamodb";
 
 /// The index continue-watching reads (local: consistent reads).
 pub const CONTINUE_INDEX: &str = "continue_watching";
+/// The index of finished titles, newest finish first (local).
+pub const HISTORY_INDEX: &str = "history";
+/// The index of series pointers, latest activity first (local).
+pub const SERIES_INDEX: &str = "series";
 /// The index of every row, least recently written first (local): trimming.
 pub const WRITTEN_INDEX: &str = "written";
 /// The index of profiles' row counts (global, sharded): finding profiles
@@ -55,6 +71,15 @@ const UNCHANGED: &str = "#wr = :wr";
 const HIDE: &str = "SET #hid = :t REMOVE #cw";
 const IDLE: &str = "#tch < :cutoff";
 const OVER_CAP: &str = "#shard = :shard AND #n > :max";
+const STANDALONE: &str = "#pk = :pk AND #cw < :mark";
+const EPISODES: &str = "#pk = :pk AND #cw >= :mark";
+const HISTORY_AFTER: &str = "#pk = :pk AND #hs > :after";
+const SERIES_AFTER: &str = "#pk = :pk AND #se > :after";
+const POINT: &str = "SET #sv = :sv, #sat = :sat, #se = :se";
+const POINT_TTL: &str = "SET #sv = :sv, #sat = :sat, #se = :se, #exp = :exp";
+/// `SeriesPointer::moves`: none yet, the same episode, a later write, or a
+/// tie won by the larger video id.
+const MOVES: &str = "attribute_not_exists(#sat) OR #sv = :sv OR #sat < :sat OR (#sat = :sat AND #sv < :sv)";
 
 /// How to reach DynamoDB and what to keep.
 #[derive(Debug, Clone)]
@@ -215,8 +240,9 @@ impl Inner {
         entry: &Entry,
         now: Timestamp,
         guard: Option<StaleGuard>,
+        assumptions: &[item::Assumption],
     ) -> Result<Result<bool, Option<Entry>>, StoreError> {
-        let condition = item::newer_than_standing(entry, guard, self.ttl_now());
+        let condition = item::newer_than_assumed(entry, guard, self.ttl_now(), assumptions);
         let sent = self
             .client
             .put_item()
@@ -250,6 +276,144 @@ impl Inner {
             }
             Err(e) => Err(sdk_error(e)),
         }
+    }
+
+    /// Moves `series`' pointer to the episode `video` written at `at`, if
+    /// `SeriesPointer::moves` says so (the condition; a refusal is that
+    /// answer, not a failure).
+    async fn point(
+        &self,
+        profile: &ProfileKey,
+        series: &SeriesId,
+        at: Timestamp,
+        video: &VideoId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let expires = self.expires(now);
+        let update = if expires.is_some() { POINT_TTL } else { POINT };
+        let mut values = std::collections::HashMap::from([
+            (":sv".to_owned(), AttributeValue::S(video.to_string())),
+            (":sat".to_owned(), AttributeValue::N(at.as_millis().to_string())),
+            (":se".to_owned(), AttributeValue::S(item::activity_key(at, series))),
+        ]);
+        if let Some(exp) = expires {
+            values.insert(":exp".to_owned(), AttributeValue::N(exp.to_string()));
+        }
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::series_key(profile, series)))
+            .update_expression(update)
+            .condition_expression(MOVES)
+            .set_expression_attribute_names(Some(item::names(&[update, MOVES])))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Up to `limit` live titles of one of a profile's ordered indexes,
+    /// through `condition` (`:pk` is the profile; `values` the rest),
+    /// skipping items whose TTL has passed.
+    async fn titles(
+        &self,
+        index: &str,
+        profile: &ProfileKey,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        let ttl_now = self.ttl_now();
+        let mut rows = Vec::with_capacity(limit.min(128));
+        let mut start = None;
+        while rows.len() < limit {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(condition)
+                .set_expression_attribute_names(Some(item::names(&[condition])))
+                .expression_attribute_values(":pk", AttributeValue::S(item::partition(profile)))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - rows.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start);
+            for (name, value) in values {
+                query = query.expression_attribute_values(*name, value.clone());
+            }
+            let page = query.send().await.map_err(sdk_error)?;
+            for i in page.items.unwrap_or_default() {
+                if ttl_now.is_some_and(|now| item::expired(&i, now)) {
+                    continue;
+                }
+                let key = item::progress_key(&i).map_err(corrupt)?;
+                if let Entry::Live(p) = decode(&i)? {
+                    rows.push((key.video_id, p));
+                }
+            }
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    /// The entries of a profile's `videos`, consistently read in batches of
+    /// 100 (`BatchGetItem`); absent and expired ones are left out.
+    async fn read_many(
+        &self,
+        profile: &ProfileKey,
+        videos: &[&VideoId],
+    ) -> Result<std::collections::HashMap<VideoId, Entry>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let ttl_now = self.ttl_now();
+        let mut found = std::collections::HashMap::with_capacity(videos.len());
+        for chunk in videos.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|video| {
+                    item::key(&ProgressKey {
+                        account_id: profile.account_id.clone(),
+                        profile_id: profile.profile_id.clone(),
+                        video_id: (*video).clone(),
+                    })
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Backend { backend: BACKEND, source: Box::new(e) })?,
+            );
+            // DynamoDB may leave some keys for another call.
+            while let Some(keys) = request.take() {
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                for i in answer.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    if ttl_now.is_none_or(|now| !item::expired(&i, now)) {
+                        found.insert(item::progress_key(&i).map_err(corrupt)?.video_id, decode(&i)?);
+                    }
+                }
+                request = answer
+                    .unprocessed_keys
+                    .and_then(|mut r| r.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+            }
+        }
+        Ok(found)
     }
 
     /// Notes `delta` rows more (or fewer) in `pk`'s profile, for the next
@@ -484,6 +648,16 @@ where
     }
 }
 
+impl DynamoStore {
+    /// Moves the pointer of the series `stored` belongs to (if any) to it.
+    async fn point_at(&self, key: &ProgressKey, stored: &Entry, now: Timestamp) -> Result<(), StoreError> {
+        match stored.live().and_then(|p| p.series.as_ref().map(|series| (series, p.updated_at))) {
+            Some((series, at)) => self.inner.point(&key.profile(), &series.id, at, &key.video_id, now).await,
+            None => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 impl ProgressStore for DynamoStore {
     fn backend(&self) -> &'static str {
@@ -498,26 +672,44 @@ impl ProgressStore for DynamoStore {
         guard: Option<StaleGuard>,
     ) -> Result<Written, StoreError> {
         let s = &self.inner;
-        let incoming = Entry::Live(progress);
-        // A refusal whose standing item vanished before it could be read
-        // (the TTL, a trim) is retried: nothing stands now.
-        for _ in 0..3 {
-            match s.put(key, &incoming, now, guard).await? {
+        let incoming = Entry::Live(progress.clone());
+        let named_series = progress.series.is_some();
+        // First assume nothing stands to carry from; a refusal tells what
+        // does. A refusal whose standing item vanished before it could be
+        // read (the TTL, a trim) is retried too: nothing stands now.
+        let mut standing: Option<Entry> = None;
+        for _ in 0..4 {
+            let stored = progress.clone().carry(standing.as_ref());
+            let assumptions = item::assumed(&stored, named_series, standing.as_ref());
+            let stored = Entry::Live(stored);
+            match s.put(key, &stored, now, guard, &assumptions).await? {
                 Ok(inserted) => {
                     if inserted {
                         s.count(&item::partition(&key.profile()), 1);
                     }
-                    return Ok(Written { outcome: Outcome::Applied, standing: incoming });
+                    self.point_at(key, &stored, now).await?;
+                    return Ok(Written { outcome: Outcome::Applied, standing: stored });
                 }
-                Err(Some(standing)) => {
-                    let outcome = match Entry::merge(Some(&standing), &incoming) {
-                        // Newer, yet refused: the guard.
-                        Outcome::Applied => Outcome::Conflict,
-                        other => other,
-                    };
-                    return Ok(Written { outcome, standing });
+                Err(Some(now_standing)) => {
+                    let outcome = Entry::merge(Some(&now_standing), &incoming);
+                    let refused = guard.is_some_and(|g| g.refuses(&now_standing, &progress));
+                    match outcome {
+                        // Newer, yet refused: the guard, or what it carried
+                        // changed; then again with what stands now.
+                        Outcome::Applied if refused => {
+                            return Ok(Written { outcome: Outcome::Conflict, standing: now_standing });
+                        }
+                        Outcome::Applied => standing = Some(now_standing),
+                        other => {
+                            if other == Outcome::Duplicate {
+                                // A retry of a write whose pointer move failed.
+                                self.point_at(key, &now_standing, now).await?;
+                            }
+                            return Ok(Written { outcome: other, standing: now_standing });
+                        }
+                    }
                 }
-                Err(None) => continue,
+                Err(None) => standing = None,
             }
         }
         Err(StoreError::Unavailable {
@@ -535,25 +727,81 @@ impl ProgressStore for DynamoStore {
         profile: &ProfileKey,
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        // The two key ranges, each as far as the limit, merged.
+        let s = &self.inner;
+        let mark = [(":mark", AttributeValue::S(item::EPISODE_MARK.into()))];
+        let (standalone, episodes) = tokio::try_join!(
+            s.titles(CONTINUE_INDEX, profile, STANDALONE, &mark, limit),
+            s.titles(CONTINUE_INDEX, profile, EPISODES, &mark, limit),
+        )?;
+        let mut rows = standalone;
+        rows.extend(episodes);
+        rows.sort_by(|(a, p), (b, q)| {
+            (std::cmp::Reverse(p.updated_at), a).cmp(&(std::cmp::Reverse(q.updated_at), b))
+        });
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    async fn standalone_in_progress(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        let mark = [(":mark", AttributeValue::S(item::EPISODE_MARK.into()))];
+        self.inner.titles(CONTINUE_INDEX, profile, STANDALONE, &mark, limit).await
+    }
+
+    async fn history(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        // (A key condition may not compare with an empty string.)
+        match after {
+            None => self.inner.titles(HISTORY_INDEX, profile, BY_PARTITION, &[], limit).await,
+            Some(c) => {
+                let after = [(":after", AttributeValue::S(item::history_key(c.finished_at, &c.video_id)))];
+                self.inner.titles(HISTORY_INDEX, profile, HISTORY_AFTER, &after, limit).await
+            }
+        }
+    }
+
+    async fn series_activity(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&(Timestamp, SeriesId)>,
+        limit: usize,
+    ) -> Result<Vec<SeriesActivity>, StoreError> {
         let s = &self.inner;
         let ttl_now = s.ttl_now();
-        let mut rows = Vec::with_capacity(limit);
+        let after = after.map(|(at, series)| AttributeValue::S(item::activity_key(*at, series)));
+        let condition = if after.is_some() { SERIES_AFTER } else { BY_PARTITION };
+        let mut pointers = Vec::with_capacity(limit.min(128));
         let mut start = None;
-        while rows.len() < limit {
+        while pointers.len() < limit {
             let page = s
-                .query_partition(CONTINUE_INDEX, &item::partition(profile))
-                .limit(i32::try_from(limit - rows.len()).unwrap_or(i32::MAX))
+                .client
+                .query()
+                .table_name(&s.table)
+                .index_name(SERIES_INDEX)
+                .key_condition_expression(condition)
+                .set_expression_attribute_names(Some(item::names(&[condition])))
+                .set_expression_attribute_values(Some(
+                    std::iter::once((":pk".to_owned(), AttributeValue::S(item::partition(profile))))
+                        .chain(after.clone().map(|after| (":after".to_owned(), after)))
+                        .collect(),
+                ))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - pointers.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(sdk_error)?;
             for i in page.items.unwrap_or_default() {
-                if ttl_now.is_some_and(|now| item::expired(&i, now)) {
-                    continue;
-                }
-                let key = item::progress_key(&i).map_err(corrupt)?;
-                if let Entry::Live(p) = decode(&i)? {
-                    rows.push((key.video_id, p));
+                if ttl_now.is_none_or(|now| !item::expired(&i, now)) {
+                    pointers.push(item::pointer(&i).map_err(corrupt)?);
                 }
             }
             start = page.last_evaluated_key.filter(|k| !k.is_empty());
@@ -561,8 +809,16 @@ impl ProgressStore for DynamoStore {
                 break;
             }
         }
-        rows.truncate(limit);
-        Ok(rows)
+        pointers.truncate(limit);
+        let videos: Vec<&VideoId> = pointers.iter().map(|(_, pointer)| &pointer.video_id).collect();
+        let mut latest = s.read_many(profile, &videos).await?;
+        Ok(pointers
+            .into_iter()
+            .map(|(series, pointer)| {
+                let entry = latest.remove(&pointer.video_id);
+                SeriesActivity { series, pointer, latest: entry }
+            })
+            .collect())
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
@@ -572,7 +828,7 @@ impl ProgressStore for DynamoStore {
         // put, it is made again from the new standing entry.
         for _ in 0..5 {
             let tombstone = Entry::tombstone(standing.as_ref(), now);
-            match s.put(key, &tombstone, now, None).await? {
+            match s.put(key, &tombstone, now, None, &[]).await? {
                 Ok(inserted) => {
                     if inserted {
                         s.count(&item::partition(&key.profile()), 1);

@@ -9,9 +9,9 @@
 //!     attributes projected;
 //!   - `written` on `wr` (every row, least recently written first), keys
 //!     only, for the per-profile cap;
-//!   - `history` on `hs` and `series` on `se`, reserved for the library's
-//!     orders (finish time; per-series latest activity): no item carries
-//!     those attributes yet, so they cost nothing until they are used;
+//!   - `history` on `hs` (finished titles, newest finish first) and
+//!     `series` on `se` (series pointers, latest activity first), all
+//!     attributes projected;
 //! - a global secondary index `profile_sizes` on (`shard`, `n`) over the
 //!   profiles' row-count items, keys only;
 //! - TTL on `exp`.
@@ -35,7 +35,10 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
-use super::{BACKEND, CONTINUE_INDEX, DynamoOptions, SIZES_INDEX, WRITTEN_INDEX, item, sdk_error};
+use super::{
+    BACKEND, CONTINUE_INDEX, DynamoOptions, HISTORY_INDEX, SERIES_INDEX, SIZES_INDEX, WRITTEN_INDEX, item,
+    sdk_error,
+};
 use crate::StoreError;
 
 /// The SDK client: rustls on ring (no C TLS library), the configured
@@ -133,16 +136,16 @@ pub async fn create(client: &Client, table: &str, ttl: bool) -> Result<(), Store
         .attribute_definitions(attribute(item::SK, s.clone()))
         .attribute_definitions(attribute(item::CONTINUE, s.clone()))
         .attribute_definitions(attribute(item::WRITTEN, s.clone()))
-        .attribute_definitions(attribute("hs", s.clone()))
-        .attribute_definitions(attribute("se", s.clone()))
+        .attribute_definitions(attribute(item::HISTORY, s.clone()))
+        .attribute_definitions(attribute(item::ACTIVITY, s.clone()))
         .attribute_definitions(attribute(item::SHARD, s.clone()))
         .attribute_definitions(attribute(item::COUNT, ScalarAttributeType::N))
         .key_schema(key(item::PK, KeyType::Hash))
         .key_schema(key(item::SK, KeyType::Range))
         .local_secondary_indexes(local(CONTINUE_INDEX, item::CONTINUE, ProjectionType::All))
         .local_secondary_indexes(local(WRITTEN_INDEX, item::WRITTEN, ProjectionType::KeysOnly))
-        .local_secondary_indexes(local("history", "hs", ProjectionType::All))
-        .local_secondary_indexes(local("series", "se", ProjectionType::All))
+        .local_secondary_indexes(local(HISTORY_INDEX, item::HISTORY, ProjectionType::All))
+        .local_secondary_indexes(local(SERIES_INDEX, item::ACTIVITY, ProjectionType::All))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(SIZES_INDEX)

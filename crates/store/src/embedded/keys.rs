@@ -3,10 +3,21 @@
 //!
 //! - **rows** `R account NUL profile NUL video` → the entry ([`super::rows`]);
 //! - **continue-watching** `C account NUL profile NUL ~updated_at video` →
-//!   nothing: one key per title in progress (live, not hidden, not
-//!   finished), newest first (`~updated_at` is the time's complement, big
-//!   endian), ties by video id ascending. A profile's row is a prefix range,
-//!   read only as far as the limit;
+//!   the row's value: one key per standalone title in progress (live, not
+//!   hidden, not finished, no series), newest first (`~updated_at` is the
+//!   time's complement, big endian), ties by video id ascending. A
+//!   profile's row is a prefix range, read only as far as the limit;
+//! - **episodes in progress** `E account NUL profile NUL ~updated_at video`
+//!   → the row's value: the same for titles with a series, so the row
+//!   grouped by series reads standalone titles without wading through
+//!   episodes, and the plain row merges the two ranges;
+//! - **history** `H account NUL profile NUL ~finish_time video` → the row's
+//!   value: one key per finished title, newest finish first;
+//! - **series pointers** `S account NUL profile NUL series` → `at video`
+//!   (`at` big endian): the episode written last
+//!   (`playmark_core::library::SeriesPointer`);
+//! - **series activity** `A account NUL profile NUL ~at series` → `video`:
+//!   the pointers, latest activity first;
 //! - **counts** `N account NUL profile NUL` → how many rows (tombstones
 //!   included) the profile has;
 //! - **by count** `B count account NUL profile NUL` → nothing: the profiles
@@ -16,15 +27,24 @@
 //! Ids never contain NUL (see `playmark_core::ids`), so a profile's keys of
 //! each kind sit together and never mix with another profile's.
 
-use playmark_core::{AccountId, ProfileId, ProfileKey, ProgressKey, Timestamp, VideoId};
+use playmark_core::library::SeriesPointer;
+use playmark_core::{AccountId, ProfileId, ProfileKey, ProgressKey, SeriesId, Timestamp, VideoId};
 
 use crate::StoreError;
 
 const SEP: u8 = 0;
 /// Rows.
 pub(crate) const ROW: u8 = b'R';
-/// Continue-watching order.
+/// Continue-watching order (standalone titles).
 pub(crate) const CW: u8 = b'C';
+/// Continue-watching order (episodes).
+pub(crate) const EPISODES: u8 = b'E';
+/// History order.
+pub(crate) const HISTORY: u8 = b'H';
+/// Series pointers.
+pub(crate) const SERIES: u8 = b'S';
+/// Series activity order.
+pub(crate) const ACTIVITY: u8 = b'A';
 /// Rows per profile.
 pub(crate) const COUNT: u8 = b'N';
 /// Profiles by row count.
@@ -35,6 +55,9 @@ pub(crate) const BY_COUNT: u8 = b'B';
 pub(crate) const CHECKPOINT_LSN: &[u8] = b"Mcheckpoint";
 /// `M probe`: written by readiness probes.
 pub(crate) const PROBE: &[u8] = b"Mprobe";
+/// `M history`: present once the history order holds every finished row
+/// (built on the first open of a data file that predates it).
+pub(crate) const HISTORY_BUILT: &[u8] = b"Mhistory";
 
 fn push_profile(out: &mut Vec<u8>, profile: &ProfileKey) {
     out.extend_from_slice(profile.account_id.as_str().as_bytes());
@@ -60,10 +83,51 @@ pub(crate) fn row(key: &ProgressKey) -> Vec<u8> {
 
 /// The continue-watching key of a title last written at `updated_at`.
 pub(crate) fn cw(profile: &ProfileKey, video: &VideoId, updated_at: Timestamp) -> Vec<u8> {
-    let mut out = profile_prefix(CW, profile);
-    out.extend_from_slice(&(u64::MAX - updated_at.as_millis()).to_be_bytes());
-    out.extend_from_slice(video.as_str().as_bytes());
+    timed(CW, profile, updated_at, video.as_str())
+}
+
+/// A key of one of the time orders (`C`, `E`, `H`, `A`): the profile, the
+/// time's complement (newest first), then `id`.
+pub(crate) fn timed(kind: u8, profile: &ProfileKey, at: Timestamp, id: &str) -> Vec<u8> {
+    let mut out = profile_prefix(kind, profile);
+    out.extend_from_slice(&(u64::MAX - at.as_millis()).to_be_bytes());
+    out.extend_from_slice(id.as_bytes());
     out
+}
+
+/// The time and id of a [`timed`] key whose profile prefix is
+/// `prefix_len` long.
+pub(crate) fn decode_timed(key: &[u8], prefix_len: usize) -> Result<(Timestamp, &str), StoreError> {
+    let (Some(at), Some(id)) = (key.get(prefix_len..prefix_len + 8), key.get(prefix_len + 8..)) else {
+        return Err(corrupt("an order key is cut short"));
+    };
+    let at = u64::from_be_bytes(at.try_into().map_err(|_| corrupt("an order key is cut short"))?);
+    let id = std::str::from_utf8(id).map_err(|_| corrupt("an order key is not UTF-8"))?;
+    Ok((Timestamp::from_millis(u64::MAX - at), id))
+}
+
+/// The series pointer key of a series.
+pub(crate) fn series(profile: &ProfileKey, series: &SeriesId) -> Vec<u8> {
+    let mut out = profile_prefix(SERIES, profile);
+    out.extend_from_slice(series.as_str().as_bytes());
+    out
+}
+
+/// A series pointer's value.
+pub(crate) fn encode_pointer(pointer: &SeriesPointer) -> Vec<u8> {
+    let mut out = pointer.at.as_millis().to_be_bytes().to_vec();
+    out.extend_from_slice(pointer.video_id.as_str().as_bytes());
+    out
+}
+
+/// A series pointer read back.
+pub(crate) fn decode_pointer(bytes: &[u8]) -> Result<SeriesPointer, StoreError> {
+    let (Some(at), Some(video)) = (bytes.get(..8), bytes.get(8..)) else {
+        return Err(corrupt("a series pointer is cut short"));
+    };
+    let at = u64::from_be_bytes(at.try_into().map_err(|_| corrupt("a series pointer is cut short"))?);
+    let video = std::str::from_utf8(video).map_err(|_| corrupt("a series pointer is not UTF-8"))?;
+    Ok(SeriesPointer { at: Timestamp::from_millis(at), video_id: VideoId::parse(video).map_err(invalid)? })
 }
 
 /// The count key of a profile.
@@ -134,12 +198,10 @@ pub(crate) fn decode_row(key: &[u8]) -> Result<ProgressKey, StoreError> {
     })
 }
 
-/// The video id of a continue-watching key whose profile prefix is
-/// `prefix_len` long.
+/// The video id of a continue-watching, episode or history key whose
+/// profile prefix is `prefix_len` long.
 pub(crate) fn decode_cw_video(key: &[u8], prefix_len: usize) -> Result<VideoId, StoreError> {
-    let video = key.get(prefix_len + 8..).ok_or_else(|| corrupt("a continue-watching key is cut short"))?;
-    let video = std::str::from_utf8(video).map_err(|_| corrupt("a continue-watching key is not UTF-8"))?;
-    VideoId::parse(video).map_err(invalid)
+    VideoId::parse(decode_timed(key, prefix_len)?.1).map_err(invalid)
 }
 
 /// The profile a `kind account NUL profile NUL` key names.

@@ -38,7 +38,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
+use std::cmp::Reverse;
+
+use playmark_core::library::{HistoryCursor, SeriesActivity, SeriesPointer};
+use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::{mpsc, oneshot};
 
@@ -209,6 +212,21 @@ impl EmbeddedStore {
         answer.await.map_err(|_| closed())?
     }
 
+    /// The first `limit` entries of one of the profile's time orders
+    /// (continue-watching, episodes, history), from `from` when given.
+    fn order(
+        &self,
+        kind: u8,
+        profile: &ProfileKey,
+        from: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        let prefix = keys::profile_prefix(kind, profile);
+        let end = keys::prefix_end(&prefix);
+        let found = self.view.range(from.as_deref().unwrap_or(&prefix), &end, limit)?;
+        found.iter().map(|(k, v)| writer::cw_entry(k, v, prefix.len())).collect()
+    }
+
     /// Up to `want` row keys of `[from, ..)` that `pick` chooses, looking
     /// at most at [`SCAN_STEP`] rows (memtables and B-tree); and where the
     /// next scan starts (`None` at the end of the rows).
@@ -248,6 +266,47 @@ fn init(db: &Database, options: &EmbeddedOptions) -> Result<(), StoreError> {
     txn.commit().map_err(|e| redb_error(e.into()))?;
     if legacy {
         migrate(db, options.legacy_finished_percent)?;
+    }
+    build_history(db)
+}
+
+/// Puts every finished row of a data file that predates the history order
+/// into it, once (`M history` marks it done), in one durable transaction.
+/// Finished rows of such a file count as finished at their last write.
+fn build_history(db: &Database) -> Result<(), StoreError> {
+    let err = |e: redb::Error| redb_error(e);
+    let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+    txn.set_durability(redb::Durability::Immediate).map_err(|e| err(e.into()))?;
+    let mut added = 0u64;
+    {
+        let mut kv = txn.open_table(KV).map_err(|e| err(e.into()))?;
+        if kv.get(keys::HISTORY_BUILT).map_err(|e| err(e.into()))?.is_some() {
+            return Ok(());
+        }
+        let mut finished = Vec::new();
+        for row in kv
+            .range([keys::ROW].as_slice()..keys::kind_end(keys::ROW).as_slice())
+            .map_err(|e| err(e.into()))?
+        {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            let stored = rows::decode(v.value())?;
+            if let Some(at) = stored.entry.live().and_then(Progress::finish_time) {
+                let key = keys::decode_row(k.value())?;
+                finished.push((
+                    keys::timed(keys::HISTORY, &key.profile(), at, key.video_id.as_str()),
+                    v.value().to_vec(),
+                ));
+            }
+        }
+        for (k, v) in finished {
+            kv.insert(k.as_slice(), v.as_slice()).map_err(|e| err(e.into()))?;
+            added += 1;
+        }
+        kv.insert(keys::HISTORY_BUILT, [].as_slice()).map_err(|e| err(e.into()))?;
+    }
+    txn.commit().map_err(|e| err(e.into()))?;
+    if added > 0 {
+        tracing::info!(titles = added, "built the history order of a data file that predates it");
     }
     Ok(())
 }
@@ -342,10 +401,66 @@ impl ProgressStore for EmbeddedStore {
         profile: &ProfileKey,
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
-        let prefix = keys::profile_prefix(keys::CW, profile);
-        let end = keys::prefix_end(&prefix);
-        let found = self.view.range(&prefix, &end, limit)?;
-        found.iter().map(|(k, v)| writer::cw_entry(k, v, prefix.len())).collect()
+        // Two ranges in the same order: the first `limit` of their merge.
+        let mut rows = self.order(keys::CW, profile, None, limit)?;
+        rows.extend(self.order(keys::EPISODES, profile, None, limit)?);
+        rows.sort_by(|(a, p), (b, q)| (Reverse(p.updated_at), a).cmp(&(Reverse(q.updated_at), b)));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    async fn standalone_in_progress(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.order(keys::CW, profile, None, limit)
+    }
+
+    async fn history(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        let from =
+            after.map(|c| past(keys::timed(keys::HISTORY, profile, c.finished_at, c.video_id.as_str())));
+        self.order(keys::HISTORY, profile, from, limit)
+    }
+
+    async fn series_activity(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&(Timestamp, SeriesId)>,
+        limit: usize,
+    ) -> Result<Vec<SeriesActivity>, StoreError> {
+        let prefix = keys::profile_prefix(keys::ACTIVITY, profile);
+        let start = match after {
+            Some((at, series)) => past(keys::timed(keys::ACTIVITY, profile, *at, series.as_str())),
+            None => prefix.clone(),
+        };
+        let found = self.view.range(&start, &keys::prefix_end(&prefix), limit)?;
+        let mut out = Vec::with_capacity(found.len());
+        for (k, v) in found {
+            let (at, series) = keys::decode_timed(&k, prefix.len())?;
+            let corrupt = |what: &str| StoreError::Corrupt {
+                backend: BACKEND,
+                detail: format!("a series activity key holds {what}"),
+            };
+            let series = SeriesId::parse(series).map_err(|_| corrupt("an invalid series id"))?;
+            let video = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|v| VideoId::parse(v).ok())
+                .ok_or_else(|| corrupt("an invalid video id"))?;
+            let row = keys::row(&ProgressKey {
+                account_id: profile.account_id.clone(),
+                profile_id: profile.profile_id.clone(),
+                video_id: video.clone(),
+            });
+            let latest = self.view.get(&row)?.map(|v| rows::decode(&v).map(|s| s.entry)).transpose()?;
+            out.push(SeriesActivity { series, pointer: SeriesPointer { at, video_id: video }, latest });
+        }
+        Ok(out)
     }
 
     async fn delete(&self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
@@ -431,6 +546,13 @@ impl ProgressStore for EmbeddedStore {
         tracing::info!(path = %self.path.display(), "embedded store closed");
         Ok(())
     }
+}
+
+/// The first key after `key` in an order: ids hold no NUL, so `key NUL`
+/// sorts right after it and before every other key that follows it.
+fn past(mut key: Vec<u8>) -> Vec<u8> {
+    key.push(0);
+    key
 }
 
 fn closed() -> StoreError {

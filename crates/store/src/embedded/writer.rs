@@ -18,7 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use playmark_core::{Entry, Outcome, ProfileKey, Progress, ProgressKey, StaleGuard, Timestamp, VideoId};
+use playmark_core::library::SeriesPointer;
+use playmark_core::{
+    Entry, Outcome, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::keys;
@@ -28,6 +31,9 @@ use super::wal::{Log, Mutation};
 use crate::{StoreError, Written};
 
 /// What the writer is asked to do.
+// Nearly every command is an `Op`: boxing it would cost an allocation per
+// write to shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     /// A write, batched with its neighbours.
     Op(Op),
@@ -286,8 +292,10 @@ impl Group<'_> {
         if outcome != Outcome::Applied {
             return Ok(Written { outcome, standing: standing.unwrap_or(incoming) });
         }
-        self.put_row(key, row_key, standing.as_ref(), Some((&incoming, now)))?;
-        Ok(Written { outcome, standing: incoming })
+        let Entry::Live(p) = incoming else { unreachable!("built live above") };
+        let stored = Entry::Live(p.carry(standing.as_ref()));
+        self.put_row(key, row_key, standing.as_ref(), Some((&stored, now)))?;
+        Ok(Written { outcome, standing: stored })
     }
 
     fn delete(&mut self, key: &ProgressKey, now: Timestamp) -> Result<Written, StoreError> {
@@ -331,7 +339,8 @@ impl Group<'_> {
     }
 
     /// Replaces the row `old` with `new` (or removes it), keeping the
-    /// continue-watching order and the profile's count in step.
+    /// orders (continue-watching, episodes, history, series activity) and
+    /// the profile's count in step.
     fn put_row(
         &mut self,
         key: &ProgressKey,
@@ -340,14 +349,24 @@ impl Group<'_> {
         new: Option<(&Entry, Timestamp)>,
     ) -> Result<(), StoreError> {
         let profile = key.profile();
-        if let Some(p) = old.and_then(Entry::live).filter(|p| p.in_progress()) {
-            self.set(keys::cw(&profile, &key.video_id, p.updated_at), None);
+        let video = key.video_id.as_str();
+        if let Some(p) = old.and_then(Entry::live) {
+            for (kind, at) in orders_of(p) {
+                self.set(keys::timed(kind, &profile, at, video), None);
+            }
         }
         match new {
             Some((entry, touched_at)) => {
                 let bytes = rows::encode(entry, touched_at);
-                if let Some(p) = entry.live().filter(|p| p.in_progress()) {
-                    self.set(keys::cw(&profile, &key.video_id, p.updated_at), Some(bytes.clone()));
+                if let Some(p) = entry.live() {
+                    for (kind, at) in orders_of(p) {
+                        self.set(keys::timed(kind, &profile, at, video), Some(bytes.clone()));
+                    }
+                    // A hide rewrites the same checkpoint: no new activity.
+                    let rewrite = old.and_then(Entry::live).is_some_and(|o| o.updated_at == p.updated_at);
+                    if let (Some(series), false) = (&p.series, rewrite) {
+                        self.point(&profile, &series.id, p.updated_at, &key.video_id)?;
+                    }
                 }
                 self.set(row_key, Some(bytes));
                 if old.is_none() {
@@ -355,11 +374,58 @@ impl Group<'_> {
                 }
             }
             None => {
+                if let Some(series) = old.and_then(Entry::live).and_then(|p| p.series.as_ref()) {
+                    self.unpoint(&profile, &series.id, &key.video_id)?;
+                }
                 self.set(row_key, None);
                 if old.is_some() {
                     self.count(&profile, -1)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Moves the series' pointer to an applied write of `video` at `at`, if
+    /// [`SeriesPointer::moves`] says so, and its activity key with it.
+    fn point(
+        &mut self,
+        profile: &ProfileKey,
+        series: &SeriesId,
+        at: Timestamp,
+        video: &VideoId,
+    ) -> Result<(), StoreError> {
+        let pointer_key = keys::series(profile, series);
+        let current = self.get(&pointer_key)?.map(|v| keys::decode_pointer(&v)).transpose()?;
+        if !SeriesPointer::moves(current.as_ref(), at, video) {
+            return Ok(());
+        }
+        if let Some(current) = current {
+            self.set(keys::timed(keys::ACTIVITY, profile, current.at, series.as_str()), None);
+        }
+        let pointer = SeriesPointer { at, video_id: video.clone() };
+        self.set(
+            keys::timed(keys::ACTIVITY, profile, at, series.as_str()),
+            Some(video.as_str().as_bytes().to_vec()),
+        );
+        self.set(pointer_key, Some(keys::encode_pointer(&pointer)));
+        Ok(())
+    }
+
+    /// Drops the series' pointer if it names `video`, a row being purged.
+    fn unpoint(
+        &mut self,
+        profile: &ProfileKey,
+        series: &SeriesId,
+        video: &VideoId,
+    ) -> Result<(), StoreError> {
+        let pointer_key = keys::series(profile, series);
+        let Some(current) = self.get(&pointer_key)?.map(|v| keys::decode_pointer(&v)).transpose()? else {
+            return Ok(());
+        };
+        if current.video_id == *video {
+            self.set(keys::timed(keys::ACTIVITY, profile, current.at, series.as_str()), None);
+            self.set(pointer_key, None);
         }
         Ok(())
     }
@@ -381,6 +447,16 @@ impl Group<'_> {
         }
         Ok(())
     }
+}
+
+/// The orders a live row has a key in, and the time of each: standalone
+/// titles or episodes in progress by `updated_at`, finished titles by
+/// their finish time.
+pub(crate) fn orders_of(p: &Progress) -> impl Iterator<Item = (u8, Timestamp)> {
+    let shelf =
+        p.in_progress().then(|| (if p.series.is_some() { keys::EPISODES } else { keys::CW }, p.updated_at));
+    let history = p.finish_time().map(|at| (keys::HISTORY, at));
+    shelf.into_iter().chain(history)
 }
 
 /// The video id and progress of a continue-watching entry.

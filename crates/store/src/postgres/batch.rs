@@ -26,7 +26,7 @@ use deadpool_postgres::{Object, Pool};
 use playmark_core::{Entry, Outcome, Progress, ProgressKey, StaleGuard, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{BACKEND, entry_at, millis, pg_error, pool_error, schema};
+use super::{BACKEND, corrupt, entry_at, millis, pg_error, pool_error, schema, series_at, timestamp};
 use crate::{StoreError, Written};
 
 /// One queued checkpoint.
@@ -209,6 +209,8 @@ async fn apply(
                 &guarded.videos,
                 &guarded.resumed_from,
                 &guarded.max_regression,
+                &rows.series,
+                &rows.episodes,
             ],
         )
         .await
@@ -217,7 +219,14 @@ async fn apply(
     let mut decided = HashMap::with_capacity(n);
     for row in &applied {
         if let Some(k) = key_of(row) {
-            decided.insert(k.clone(), (Outcome::Applied, Entry::Live(round[k].0.clone())));
+            // What the store carried over is in the row it returned.
+            let finished_at: Option<i64> = row.try_get(5).map_err(|e| corrupt(e.to_string()))?;
+            let stored = Progress {
+                series: series_at(row, 3)?,
+                finished_at: finished_at.map(timestamp).transpose()?,
+                ..round[k].0.clone()
+            };
+            decided.insert(k.clone(), (Outcome::Applied, Entry::Live(stored)));
         }
     }
     if decided.len() == n {
@@ -255,6 +264,8 @@ struct Rows<'a> {
     durations: Vec<Option<i64>>,
     finished: Vec<bool>,
     hidden: Vec<bool>,
+    series: Vec<Option<&'a str>>,
+    episodes: Vec<Option<i32>>,
 }
 
 impl<'a> Rows<'a> {
@@ -269,6 +280,8 @@ impl<'a> Rows<'a> {
             durations: Vec::with_capacity(n),
             finished: Vec::with_capacity(n),
             hidden: Vec::with_capacity(n),
+            series: Vec::with_capacity(n),
+            episodes: Vec::with_capacity(n),
         }
     }
 
@@ -283,6 +296,9 @@ impl<'a> Rows<'a> {
         self.durations.push(progress.duration.map(|d| d.as_millis() as i64));
         self.finished.push(progress.finished);
         self.hidden.push(progress.hidden);
+        self.series.push(progress.series.as_ref().map(|s| s.id.as_str()));
+        // Episodes are at most 2^31 - 1 (`Series::MAX_EPISODE`).
+        self.episodes.push(progress.series.as_ref().map(|s| i32::try_from(s.episode).unwrap_or(i32::MAX)));
         Ok(())
     }
 }

@@ -27,9 +27,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use playmark_core::library::{HistoryCursor, SeriesActivity, SeriesPointer};
 use playmark_core::{
-    DeviceId, Duration as TitleDuration, Entry, Position, ProfileKey, Progress, ProgressKey, StaleGuard,
-    Timestamp, VideoId,
+    DeviceId, Duration as TitleDuration, Entry, Position, ProfileKey, Progress, ProgressKey, Series,
+    SeriesId, StaleGuard, Timestamp, VideoId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -181,6 +182,33 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
+
+    /// Runs one of the per-profile order reads (`$1`, `$2`: the profile;
+    /// `rest`: the statement's other parameters), whose rows are the video
+    /// id and then the entry's columns.
+    async fn titles(
+        &self,
+        sql: &str,
+        profile: &ProfileKey,
+        rest: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg_error)?;
+        let (account, profile) = (profile.account_id.as_str(), profile.profile_id.as_str());
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&account, &profile];
+        params.extend_from_slice(rest);
+        let rows = client.query(&stmt, &params).await.map_err(pg_error)?;
+        rows.iter()
+            .map(|r| {
+                let video =
+                    VideoId::parse(r.get::<_, String>(0)).map_err(|e| corrupt(format!("video id {e}")))?;
+                match entry_at(r, 1)? {
+                    Entry::Live(p) => Ok((video, p)),
+                    Entry::Deleted { .. } => Err(corrupt("a tombstone in a live-only index")),
+                }
+            })
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -224,21 +252,69 @@ impl ProgressStore for PostgresStore {
         profile: &ProfileKey,
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(schema::CONTINUE_WATCHING).await.map_err(pg_error)?;
+        self.titles(schema::CONTINUE_WATCHING, profile, &[&i64::try_from(limit).unwrap_or(i64::MAX)]).await
+    }
+
+    async fn standalone_in_progress(
+        &self,
+        profile: &ProfileKey,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.titles(schema::STANDALONE_IN_PROGRESS, profile, &[&i64::try_from(limit).unwrap_or(i64::MAX)])
+            .await
+    }
+
+    async fn history(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match after {
+            None => self.titles(schema::HISTORY_FIRST, profile, &[&limit]).await,
+            Some(c) => {
+                let at = millis(c.finished_at)?;
+                self.titles(schema::HISTORY_AFTER, profile, &[&at, &c.video_id.as_str(), &limit]).await
+            }
+        }
+    }
+
+    async fn series_activity(
+        &self,
+        profile: &ProfileKey,
+        after: Option<&(Timestamp, SeriesId)>,
+        limit: usize,
+    ) -> Result<Vec<SeriesActivity>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(schema::SERIES_ACTIVITY).await.map_err(pg_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after_at = after.map(|(at, _)| millis(*at)).transpose()?;
+        let after_series = after.map(|(_, series)| series.as_str());
         let rows = client
-            .query(&stmt, &[&profile.account_id.as_str(), &profile.profile_id.as_str(), &limit])
+            .query(
+                &stmt,
+                &[
+                    &profile.account_id.as_str(),
+                    &profile.profile_id.as_str(),
+                    &limit,
+                    &after_at,
+                    &after_series,
+                ],
+            )
             .await
             .map_err(pg_error)?;
         rows.iter()
             .map(|r| {
-                let video =
-                    VideoId::parse(r.get::<_, String>(0)).map_err(|e| corrupt(format!("video id {e}")))?;
-                match entry_at(r, 1)? {
-                    Entry::Live(p) => Ok((video, p)),
-                    Entry::Deleted { .. } => Err(corrupt("a tombstone in the continue-watching index")),
-                }
+                let series =
+                    SeriesId::parse(r.get::<_, String>(0)).map_err(|e| corrupt(format!("series id {e}")))?;
+                let at = timestamp(r.get(1))?;
+                let video_id =
+                    VideoId::parse(r.get::<_, String>(2)).map_err(|e| corrupt(format!("video id {e}")))?;
+                // The episode's row is gone when the join found nothing.
+                let gone = r.try_get::<_, Option<bool>>(3).map_err(|e| corrupt(e.to_string()))?.is_none();
+                let latest = if gone { None } else { Some(entry_at(r, 3)?) };
+                Ok(SeriesActivity { series, pointer: SeriesPointer { at, video_id }, latest })
             })
             .collect()
     }
@@ -308,6 +384,9 @@ impl ProgressStore for PostgresStore {
         let client = self.client().await?;
         let stmt = client.prepare_cached(schema::EXPIRE_BATCH).await.map_err(pg_error)?;
         let rows = client.query(&stmt, &[&cutoff, &limit]).await.map_err(pg_error)?;
+        // Series pointers follow the TTL of the writes that set them.
+        let series = client.prepare_cached(schema::EXPIRE_SERIES).await.map_err(pg_error)?;
+        client.execute(&series, &[&cutoff, &limit]).await.map_err(pg_error)?;
         rows.iter()
             .map(|r| {
                 let id = |i: usize| r.get::<_, String>(i);
@@ -343,7 +422,8 @@ impl ProgressStore for PostgresStore {
 }
 
 /// Decodes an entry from the row's columns `deleted, updated_at,
-/// device_id, position_ms, duration_ms, hidden, finished`, starting at `at`.
+/// device_id, position_ms, duration_ms, hidden, finished, series_id,
+/// episode, finished_at` (`schema::entry_columns!`), starting at `at`.
 fn entry_at(row: &tokio_postgres::Row, at: usize) -> Result<Entry, StoreError> {
     let deleted: bool = row.try_get(at).map_err(|e| corrupt(e.to_string()))?;
     let updated_at: i64 = row.try_get(at + 1).map_err(|e| corrupt(e.to_string()))?;
@@ -352,6 +432,8 @@ fn entry_at(row: &tokio_postgres::Row, at: usize) -> Result<Entry, StoreError> {
     let duration_ms: Option<i64> = row.try_get(at + 4).map_err(|e| corrupt(e.to_string()))?;
     let hidden: bool = row.try_get(at + 5).map_err(|e| corrupt(e.to_string()))?;
     let finished: bool = row.try_get(at + 6).map_err(|e| corrupt(e.to_string()))?;
+    let series = series_at(row, at + 7)?;
+    let finished_at: Option<i64> = row.try_get(at + 9).map_err(|e| corrupt(e.to_string()))?;
     let updated_at = timestamp(updated_at)?;
     if deleted {
         return Ok(Entry::Deleted { at: updated_at });
@@ -367,7 +449,23 @@ fn entry_at(row: &tokio_postgres::Row, at: usize) -> Result<Entry, StoreError> {
             .transpose()?,
         hidden,
         finished,
+        series,
+        finished_at: finished_at.map(timestamp).transpose()?,
     }))
+}
+
+/// Decodes the columns `series_id, episode` starting at `at`.
+pub(crate) fn series_at(row: &tokio_postgres::Row, at: usize) -> Result<Option<Series>, StoreError> {
+    let id: Option<String> = row.try_get(at).map_err(|e| corrupt(e.to_string()))?;
+    let episode: Option<i32> = row.try_get(at + 1).map_err(|e| corrupt(e.to_string()))?;
+    match (id, episode) {
+        (None, _) => Ok(None),
+        (Some(id), Some(episode)) => Ok(Some(Series {
+            id: SeriesId::parse(id).map_err(|e| corrupt(format!("series id {e}")))?,
+            episode: u32::try_from(episode).map_err(|_| corrupt(format!("negative episode {episode}")))?,
+        })),
+        (Some(_), None) => Err(corrupt("a series without an episode")),
+    }
 }
 
 fn timestamp(ms: i64) -> Result<Timestamp, StoreError> {

@@ -30,6 +30,11 @@ pub struct HistoryCursor {
 /// The cursor format's tag: a later format gets a new one.
 const CURSOR_TAG: &str = "h1";
 
+/// What every cursor matches (`/openapi.json` declares it): the tag, a
+/// finish time of at most 15 digits (ms; every one of them is a valid
+/// time), a video id.
+pub const CURSOR_PATTERN: &str = r"^h1\.[0-9]{1,15}\.[A-Za-z0-9._:-]{1,128}$";
+
 impl HistoryCursor {
     /// The cursor after `video`, a finished title; `None` if it is not
     /// finished.
@@ -52,11 +57,10 @@ impl HistoryCursor {
         let (Some(CURSOR_TAG), Some(ms), Some(video)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(invalid());
         };
-        let ms = ms
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms <= crate::checkpoint::MAX_SAFE_MILLIS)
-            .ok_or_else(invalid)?;
+        if ms.is_empty() || ms.len() > 15 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let ms = ms.parse::<u64>().map_err(|_| invalid())?;
         let video_id = VideoId::parse(video).map_err(|_| invalid())?;
         Ok(HistoryCursor { finished_at: Timestamp::from_millis(ms), video_id })
     }
@@ -283,7 +287,11 @@ mod tests {
         let c =
             HistoryCursor { finished_at: Timestamp::from_millis(1_764_270_000_000), video_id: v("V.1:x") };
         assert_eq!(HistoryCursor::parse(&c.encode()), Ok(c));
-        for bad in ["", "h1", "h1.12", "h2.1.V", "h1.x.V", "h1.1.a b", "h1.99999999999999999999.V"] {
+        // Everything CURSOR_PATTERN admits parses: up to 15 digits.
+        for good in ["h1.0.V", "h1.999999999999999.V:1.x", "h1.000000000000001.-"] {
+            assert!(HistoryCursor::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "h1", "h1.12", "h2.1.V", "h1.x.V", "h1.+1.V", "h1.1.a b", "h1.1234567890123456.V"] {
             assert_eq!(HistoryCursor::parse(bad).map_err(|e| e.field), Err("cursor"), "{bad}");
         }
     }

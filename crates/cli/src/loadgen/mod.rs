@@ -42,9 +42,15 @@ pub enum Mode {
     Update,
     /// Both, `--update-share` of them updates.
     Mixed,
-    /// Only `GET /playback/continue-watching` (limit 20), for profile A of
-    /// the accounts.
+    /// Only `GET /playback/continue-watching` (`--limit`), for profile A
+    /// of the accounts.
     ContinueWatching,
+    /// Only `GET /playback/continue-watching?group=series` (`--limit`),
+    /// for profile A of the accounts.
+    ContinueWatchingBySeries,
+    /// Only `GET /playback/history` (`--limit`, first page), for profile A
+    /// of the accounts.
+    History,
     /// Simulated viewers with sessions, pauses and device switches.
     Viewers,
     /// Open `--concurrency` keep-alive connections, one resume on each,
@@ -84,6 +90,9 @@ pub struct LoadgenArgs {
     /// In mixed mode, the share of requests that are updates (0 to 1).
     #[arg(long, env = "PLAYMARK_LOADGEN_UPDATE_SHARE", default_value_t = 0.5)]
     pub update_share: f64,
+    /// Page size of the read modes (continue-watching, history), 1 to 100.
+    #[arg(long, env = "PLAYMARK_LOADGEN_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
     /// Distinct accounts in raw modes (each with profile A and titles V0..V4).
     #[arg(long, env = "PLAYMARK_LOADGEN_ACCOUNTS", default_value_t = 100_000)]
     pub accounts: u64,
@@ -132,6 +141,14 @@ pub struct LoadgenArgs {
     /// 100000`.
     #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD_TITLES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub preload_titles: u64,
+    /// Preload every title watched to its end (finished: in history, not
+    /// in continue-watching).
+    #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD_FINISHED")]
+    pub preload_finished: bool,
+    /// Preload each profile's titles as episodes of this many series (S0,
+    /// S1, ...; title n is episode n of series n mod this); 0: no series.
+    #[arg(long, env = "PLAYMARK_LOADGEN_PRELOAD_SERIES", default_value_t = 0)]
+    pub preload_series: u64,
     /// A bearer token sent with every request, for a node with --auth jwt
     /// (a `playback:admin` token reaches every simulated account).
     #[arg(long, env = "PLAYMARK_LOADGEN_TOKEN", hide_env_values = true)]
@@ -304,6 +321,8 @@ async fn raw(args: &LoadgenArgs, target: &Arc<http::Target>) -> (BTreeMap<String
                     let kind = match args.mode {
                         Mode::Update => "update",
                         Mode::ContinueWatching => "continue_watching",
+                        Mode::ContinueWatchingBySeries => "continue_watching_by_series",
+                        Mode::History => "history",
                         Mode::Mixed if rng.f64() < args.update_share => "update",
                         _ => "resume",
                     };
@@ -312,10 +331,19 @@ async fn raw(args: &LoadgenArgs, target: &Arc<http::Target>) -> (BTreeMap<String
                             let body = checkpoint_body(&account, &video, f64::from(rng.u32(0..3600)), "tv");
                             conn.send(&recorder, Method::POST, "/playback/update", Some(body.into())).await
                         }
-                        "continue_watching" => {
-                            let path = format!(
-                                "/playback/continue-watching?account_id={account}&profile_id=A&limit=20"
-                            );
+                        "continue_watching" | "continue_watching_by_series" | "history" => {
+                            let limit = args.limit;
+                            let path = match kind {
+                                "history" => {
+                                    format!("/playback/history?account_id={account}&profile_id=A&limit={limit}")
+                                }
+                                "continue_watching" => format!(
+                                    "/playback/continue-watching?account_id={account}&profile_id=A&limit={limit}"
+                                ),
+                                _ => format!(
+                                    "/playback/continue-watching?account_id={account}&profile_id=A&limit={limit}&group=series"
+                                ),
+                            };
                             conn.send(&recorder, Method::GET, &path, None).await
                         }
                         _ => {
@@ -448,6 +476,7 @@ async fn preload(args: &LoadgenArgs, target: &Arc<http::Target>) -> anyhow::Resu
     let total = args.preload;
     let batches = total.div_ceil(PER_BATCH);
     let titles = args.preload_titles;
+    let (finished, series) = (args.preload_finished, args.preload_series);
     // Distinct, increasing times, so a profile's continue-watching order is
     // known (the newest record is the last one loaded).
     let base_ms = std::time::SystemTime::now()
@@ -472,9 +501,15 @@ async fn preload(args: &LoadgenArgs, target: &Arc<http::Target>) -> anyhow::Resu
                     }
                     let records = (b * PER_BATCH..((b + 1) * PER_BATCH).min(total))
                         .map(|r| {
-                            json!({"account_id": format!("acct-{}", r / titles), "profile_id": "A",
-                                   "video_id": format!("V{}", r % titles), "position": (r % 3000) as f64 + 300.0,
-                                   "device_id": "preload", "duration": 3600, "updated_at": base_ms + r})
+                            let position = if finished { 3600.0 } else { (r % 3000) as f64 + 300.0 };
+                            let mut record = json!({"account_id": format!("acct-{}", r / titles), "profile_id": "A",
+                                   "video_id": format!("V{}", r % titles), "position": position,
+                                   "device_id": "preload", "duration": 3600, "updated_at": base_ms + r});
+                            if series > 0 {
+                                record["series_id"] = json!(format!("S{}", (r % titles) % series));
+                                record["episode"] = json!(r % titles);
+                            }
+                            record
                         })
                         .collect::<Vec<_>>();
                     let n = records.len() as u64;

@@ -690,8 +690,9 @@ pub struct HistoryQuery {
     /// How many titles, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Where the previous page ended: its `next_cursor`, as given.
-    #[param(value_type = Option<String>, example = "h1.1764270000000.V1")]
+    /// Where the previous page ended: its `next_cursor`, as given (opaque;
+    /// the pattern only bounds it).
+    #[param(value_type = Option<String>, pattern = r"^h1\.[0-9]{1,15}\.[A-Za-z0-9._:-]{1,128}$", example = "h1.1764270000000.V1")]
     pub cursor: Option<String>,
 }
 

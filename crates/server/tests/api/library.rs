@@ -263,3 +263,13 @@ async fn continue_watching_grouped_by_series_shows_next_up() {
     let bad = app.get("/playback/continue-watching?account_id=acct&profile_id=A&group=season").await;
     assert_error(bad, StatusCode::BAD_REQUEST, "invalid_request", Some("group")).await;
 }
+
+/// The cursor pattern /openapi.json declares is the one core parses by.
+#[tokio::test]
+async fn the_declared_cursor_pattern_is_the_one_the_server_parses() {
+    let app = TestApp::spawn().await;
+    let doc = json_of(app.get("/openapi.json").await, StatusCode::OK).await;
+    let params = doc["paths"]["/playback/history"]["get"]["parameters"].as_array().expect("parameters");
+    let cursor = params.iter().find(|p| p["name"] == "cursor").expect("a cursor parameter");
+    assert_eq!(cursor["schema"]["pattern"], json!(playmark_core::library::CURSOR_PATTERN));
+}

@@ -26,6 +26,8 @@ pub struct Player {
     key: TitleKey,
     device_id: String,
     duration: Option<f64>,
+    /// The series and episode, sent with every checkpoint.
+    series: Option<(String, u32)>,
     policy: CheckpointPolicy,
     /// The `updated_at` of the record this device resumed from or last
     /// wrote: sent as `resumed_from`.
@@ -61,6 +63,7 @@ impl Player {
             key,
             device_id: device_id.into(),
             duration: None,
+            series: None,
             policy: CheckpointPolicy::new(CheckpointConfig::default()),
             seen: None,
             clock: Box::new(system_now),
@@ -70,6 +73,13 @@ impl Player {
     /// The title's length, sent with every checkpoint.
     pub fn with_duration(mut self, seconds: f64) -> Self {
         self.duration = Some(seconds);
+        self
+    }
+
+    /// The series the title belongs to and its episode, sent with every
+    /// checkpoint (for history and next up).
+    pub fn with_series(mut self, series_id: impl Into<String>, episode: u32) -> Self {
+        self.series = Some((series_id.into(), episode));
         self
     }
 
@@ -159,8 +169,8 @@ impl Player {
                 updated_at: Some(send.at),
                 event: Some(send.event),
                 resumed_from: self.seen,
-                series_id: None,
-                episode: None,
+                series_id: self.series.as_ref().map(|(id, _)| id.clone()),
+                episode: self.series.as_ref().map(|(_, n)| *n),
             };
             let ok = match self.client.update(&checkpoint).await {
                 Ok(answer) => {

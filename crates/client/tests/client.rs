@@ -158,6 +158,7 @@ async fn a_player_sends_what_the_policy_says_and_a_stale_tv_gets_a_conflict() {
     let tick_clock = Arc::clone(&clock);
     let mut tv = Player::new(client.clone(), key.clone(), "tv")
         .with_duration(3600.0)
+        .with_series("show", 1)
         .with_clock(move || tick_clock.load(Ordering::SeqCst));
     let start = tv.resume(None).await.expect("resume");
     assert_eq!(start.action, ResumeAction::StartOver);
@@ -190,6 +191,12 @@ async fn a_player_sends_what_the_policy_says_and_a_stale_tv_gets_a_conflict() {
     assert!(report.conflict.as_ref().is_some_and(Error::is_conflict), "{report:?}");
     let standing = client.resume(&key, None, None).await.expect("resume");
     assert_eq!(standing.position, Seconds(2_400_000), "the stale TV did not drag progress back");
+    let record = standing.record.expect("a record");
+    assert_eq!(
+        (record.series_id.as_deref(), record.episode),
+        (Some("show"), Some(1)),
+        "the TV's series is kept through the phone's checkpoints, which named none"
+    );
 }
 
 #[tokio::test]

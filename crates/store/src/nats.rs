@@ -128,6 +128,9 @@ pub fn payload(event: &ProgressEvent) -> Vec<u8> {
         "duration_ms": p.duration.map(|d| d.as_millis()),
         "device_id": p.device_id.as_str(),
         "updated_at": p.updated_at.as_millis(),
+        "series_id": p.series.as_ref().map(|s| s.id.as_str()),
+        "episode": p.series.as_ref().map(|s| s.episode),
+        "finished_at": p.finish_time().map(playmark_core::Timestamp::as_millis),
     })
     .to_string()
     .into_bytes()
@@ -165,5 +168,38 @@ impl std::fmt::Debug for NatsOptions {
             .field("max_age", &self.max_age)
             .field("max_bytes", &self.max_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use playmark_core::{DeviceId, Position, Progress, ProgressKey, Series, SeriesId, Timestamp};
+
+    use super::*;
+    use crate::EventKind;
+
+    #[test]
+    fn the_payload_names_the_series_and_the_finish_time() {
+        let key = ProgressKey {
+            account_id: playmark_core::AccountId::parse("acct").expect("valid"),
+            profile_id: playmark_core::ProfileId::parse("A").expect("valid"),
+            video_id: playmark_core::VideoId::parse("S1E2").expect("valid"),
+        };
+        let progress = Progress {
+            updated_at: Timestamp::from_millis(7),
+            device_id: DeviceId::parse("tv").expect("valid"),
+            position: Position::from_millis(1_000).expect("valid"),
+            duration: None,
+            hidden: false,
+            finished: true,
+            series: Some(Series { id: SeriesId::parse("show").expect("valid"), episode: 2 }),
+            finished_at: Some(Timestamp::from_millis(5)),
+        };
+        let event = ProgressEvent { kind: EventKind::Watched, key, progress };
+        let body: serde_json::Value = serde_json::from_slice(&payload(&event)).expect("JSON");
+        assert_eq!(
+            (&body["kind"], &body["series_id"], &body["episode"], &body["finished_at"]),
+            (&json!("watched"), &json!("show"), &json!(2), &json!(5))
+        );
     }
 }

@@ -363,7 +363,9 @@ impl Group<'_> {
                         self.set(keys::timed(kind, &profile, at, video), Some(bytes.clone()));
                     }
                     // A hide rewrites the same checkpoint: no new activity.
-                    let rewrite = old.and_then(Entry::live).is_some_and(|o| o.updated_at == p.updated_at);
+                    let rewrite = old
+                        .and_then(Entry::live)
+                        .is_some_and(|o| o.checkpoint_cmp(p).is_eq() && o.series == p.series);
                     if let (Some(series), false) = (&p.series, rewrite) {
                         self.point(&profile, &series.id, p.updated_at, &key.video_id)?;
                     }

@@ -83,15 +83,14 @@ pub struct SeriesPointer {
 }
 
 impl SeriesPointer {
-    /// Whether an applied write of `video` at `at` moves the pointer:
-    /// always when there is none or it already names `video` (its record
-    /// changed), otherwise when the write is later, ties by the larger
-    /// video id (so every store and every arrival order agree).
+    /// Whether an applied write of `video` at `at` moves the pointer: when
+    /// there is none, or the write is at least as late, ties by the larger
+    /// video id (so every store and every arrival order agree). The rule is
+    /// monotonic: a store that moves pointers apart from the write they
+    /// follow (DynamoDB) cannot move one back to an older write, even of the
+    /// same episode.
     pub fn moves(current: Option<&SeriesPointer>, at: Timestamp, video: &VideoId) -> bool {
-        match current {
-            None => true,
-            Some(p) => p.video_id == *video || (at, video) > (p.at, &p.video_id),
-        }
+        current.is_none_or(|p| (at, video) >= (p.at, &p.video_id))
     }
 }
 
@@ -169,9 +168,8 @@ pub fn series_item(activity: &SeriesActivity) -> Option<ShelfItem> {
 /// The continue-watching row grouped by series: at most `limit` items,
 /// newest activity first, from the standalone titles in progress (in the
 /// store's continue-watching order) and the series (in the store's
-/// activity order). The second element is true when every series given was
-/// used up without filling the row, so the caller should read further
-/// series (some were dismissed) before trusting the row.
+/// activity order). Series the viewer dismissed show nothing, so the caller
+/// reads series until `limit` of them show or none are left.
 pub fn shelf(
     standalone: Vec<(VideoId, Progress)>,
     series: &[SeriesActivity],
@@ -297,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn the_pointer_moves_to_later_writes_and_follows_its_own_episode() {
+    fn the_pointer_moves_only_forward() {
         let p = SeriesPointer { at: Timestamp::from_millis(10), video_id: v("e2") };
         assert!(SeriesPointer::moves(None, Timestamp::from_millis(1), &v("e1")));
         assert!(SeriesPointer::moves(Some(&p), Timestamp::from_millis(11), &v("e1")));
@@ -305,6 +303,8 @@ mod tests {
         assert!(SeriesPointer::moves(Some(&p), Timestamp::from_millis(10), &v("e3")));
         assert!(!SeriesPointer::moves(Some(&p), Timestamp::from_millis(10), &v("e1")));
         assert!(SeriesPointer::moves(Some(&p), Timestamp::from_millis(12), &v("e2")));
+        assert!(SeriesPointer::moves(Some(&p), Timestamp::from_millis(10), &v("e2")), "a hide rewrites it");
+        assert!(!SeriesPointer::moves(Some(&p), Timestamp::from_millis(9), &v("e2")), "never back in time");
     }
 
     /// One write of the model: a title (its series is fixed by its name),

@@ -770,6 +770,14 @@ pub async fn series_activity_points_at_each_series_latest_episode_write(store: &
     store.delete(&key("acct", "A", "b-e9"), Timestamp::from_millis(6_000)).await.expect("delete succeeds");
     let rows = store.series_activity(&a, None, 10).await.expect("succeeds");
     assert!(matches!(rows[1].latest, Some(Entry::Deleted { .. })), "{:?}", rows[1]);
+    // An episode moved to another series: both pointers name it, and a page
+    // holding both still reads.
+    upsert(store, &key("acct", "A", "a-e2"), &ep(7_000, "moved", 1)).await;
+    let rows = store.series_activity(&a, None, 10).await.expect("succeeds");
+    let naming: Vec<String> =
+        activity_of(&rows).into_iter().filter(|(_, v, _)| v == "a-e2").map(|(series, _, _)| series).collect();
+    assert_eq!(naming, ["moved", "a"]);
+    assert!(rows.iter().all(|r| r.latest.is_some()), "{rows:?}");
 }
 
 /// A healthy store answers ping.

@@ -77,9 +77,11 @@ const HISTORY_AFTER: &str = "#pk = :pk AND #hs > :after";
 const SERIES_AFTER: &str = "#pk = :pk AND #se > :after";
 const POINT: &str = "SET #sv = :sv, #sat = :sat, #se = :se";
 const POINT_TTL: &str = "SET #sv = :sv, #sat = :sat, #se = :se, #exp = :exp";
-/// `SeriesPointer::moves`: none yet, the same episode, a later write, or a
-/// tie won by the larger video id.
-const MOVES: &str = "attribute_not_exists(#sat) OR #sv = :sv OR #sat < :sat OR (#sat = :sat AND #sv < :sv)";
+/// `SeriesPointer::moves`: none yet, a later write, or a tie won by the
+/// larger (or the same) video id. Never back in time: the pointer moves in
+/// a call of its own, after the write, so two writes of one episode may
+/// reach it out of order.
+const MOVES: &str = "attribute_not_exists(#sat) OR #sat < :sat OR (#sat = :sat AND #sv <= :sv)";
 
 /// How to reach DynamoDB and what to keep.
 #[derive(Debug, Clone)]
@@ -810,12 +812,16 @@ impl ProgressStore for DynamoStore {
             }
         }
         pointers.truncate(limit);
-        let videos: Vec<&VideoId> = pointers.iter().map(|(_, pointer)| &pointer.video_id).collect();
-        let mut latest = s.read_many(profile, &videos).await?;
+        // Two series may name one episode (it moved): BatchGetItem refuses
+        // a key twice.
+        let mut videos: Vec<&VideoId> = pointers.iter().map(|(_, pointer)| &pointer.video_id).collect();
+        videos.sort_unstable();
+        videos.dedup();
+        let latest = s.read_many(profile, &videos).await?;
         Ok(pointers
             .into_iter()
             .map(|(series, pointer)| {
-                let entry = latest.remove(&pointer.video_id);
+                let entry = latest.get(&pointer.video_id).cloned();
                 SeriesActivity { series, pointer, latest: entry }
             })
             .collect())

@@ -287,23 +287,19 @@ impl ProgressStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<SeriesActivity>, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(schema::SERIES_ACTIVITY).await.map_err(pg_error)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let after_at = after.map(|(at, _)| millis(*at)).transpose()?;
-        let after_series = after.map(|(_, series)| series.as_str());
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &profile.account_id.as_str(),
-                    &profile.profile_id.as_str(),
-                    &limit,
-                    &after_at,
-                    &after_series,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
+        let (account, profile) = (profile.account_id.as_str(), profile.profile_id.as_str());
+        let rows = match after {
+            None => {
+                let stmt = client.prepare_cached(schema::SERIES_FIRST).await.map_err(pg_error)?;
+                client.query(&stmt, &[&account, &profile, &limit]).await
+            }
+            Some((at, series)) => {
+                let stmt = client.prepare_cached(schema::SERIES_AFTER).await.map_err(pg_error)?;
+                client.query(&stmt, &[&account, &profile, &millis(*at)?, &series.as_str(), &limit]).await
+            }
+        }
+        .map_err(pg_error)?;
         rows.iter()
             .map(|r| {
                 let series =

@@ -192,8 +192,8 @@ macro_rules! count_removed {
 /// max regression). The guard is evaluated inside `ON CONFLICT ... WHERE`,
 /// against the locked current row, so it is as atomic as the merge rule
 /// (`playmark_core::StaleGuard`). A series' pointer moves to the latest of
-/// the batch's applied episodes when `SeriesPointer::moves` says so: it
-/// names that episode already, or the write is later (ties by video id).
+/// the batch's applied episodes when `SeriesPointer::moves` says so: the
+/// write is at least as late (ties by video id).
 pub(crate) const UPSERT_BATCH: &str = concat!(
     "WITH written AS (INSERT INTO playmark_progress AS t ",
     "(account_id, profile_id, video_id, deleted, updated_at, device_id, position_ms, duration_ms, touched_at, hidden, finished, ",
@@ -225,8 +225,8 @@ pub(crate) const UPSERT_BATCH: &str = concat!(
     "ORDER BY account_id, profile_id, series_id COLLATE \"C\", updated_at DESC, video_id COLLATE \"C\" DESC ",
     "ON CONFLICT (account_id, profile_id, series_id) DO UPDATE SET ",
     "video_id = excluded.video_id, updated_at = excluded.updated_at, touched_at = excluded.touched_at ",
-    "WHERE s.video_id = excluded.video_id OR excluded.updated_at > s.updated_at ",
-    "OR (excluded.updated_at = s.updated_at AND excluded.video_id COLLATE \"C\" > s.video_id COLLATE \"C\")) ",
+    "WHERE excluded.updated_at > s.updated_at ",
+    "OR (excluded.updated_at = s.updated_at AND excluded.video_id COLLATE \"C\" >= s.video_id COLLATE \"C\")) ",
     "SELECT account_id, profile_id, video_id, series_id, episode, finished_at FROM written"
 );
 
@@ -324,17 +324,27 @@ pub(crate) const HISTORY_AFTER: &str = concat!(
     "ORDER BY finished_at DESC, video_id COLLATE \"C\" LIMIT $5"
 );
 
-/// A page of a profile's series by latest activity, each with the row its
-/// pointer names (all nulls when that row is gone). `$3` is the page size;
-/// `$4`/`$5`, when not null, the activity time and series the previous page
-/// ended at.
-pub(crate) const SERIES_ACTIVITY: &str = concat!(
+/// The first `$3` of a profile's series by latest activity, each with the
+/// row its pointer names (all nulls when that row is gone).
+pub(crate) const SERIES_FIRST: &str = concat!(
     "SELECT s.series_id, s.updated_at, s.video_id, ",
     entry_columns!("t."),
     " FROM (SELECT series_id, updated_at, video_id FROM playmark_series ",
-    "WHERE account_id = $1 AND profile_id = $2 AND ($4::bigint IS NULL OR updated_at <= $4) ",
-    "AND ($4::bigint IS NULL OR updated_at < $4 OR series_id COLLATE \"C\" > $5::text) ",
+    "WHERE account_id = $1 AND profile_id = $2 ",
     "ORDER BY updated_at DESC, series_id COLLATE \"C\" LIMIT $3) AS s ",
+    "LEFT JOIN playmark_progress t ON t.account_id = $1 AND t.profile_id = $2 AND t.video_id = s.video_id ",
+    "ORDER BY s.updated_at DESC, s.series_id COLLATE \"C\""
+);
+
+/// The next `$5` after the series `$4` whose activity was at `$3`: the
+/// index range starts at the cursor (`updated_at <= $3`).
+pub(crate) const SERIES_AFTER: &str = concat!(
+    "SELECT s.series_id, s.updated_at, s.video_id, ",
+    entry_columns!("t."),
+    " FROM (SELECT series_id, updated_at, video_id FROM playmark_series ",
+    "WHERE account_id = $1 AND profile_id = $2 AND updated_at <= $3 ",
+    "AND (updated_at < $3 OR series_id COLLATE \"C\" > $4) ",
+    "ORDER BY updated_at DESC, series_id COLLATE \"C\" LIMIT $5) AS s ",
     "LEFT JOIN playmark_progress t ON t.account_id = $1 AND t.profile_id = $2 AND t.video_id = s.video_id ",
     "ORDER BY s.updated_at DESC, s.series_id COLLATE \"C\""
 );

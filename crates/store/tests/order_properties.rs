@@ -34,15 +34,19 @@ fn progress() -> impl Strategy<Value = Progress> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(at, device, position, duration, hidden, finished)| Progress {
-            updated_at: Timestamp::from_millis(at),
-            device_id: DeviceId::parse(device).expect("valid device id"),
-            position: Position::from_millis(position).expect("valid position"),
-            duration: duration.map(|d| TitleDuration::from_millis(d).expect("valid duration")),
-            hidden,
-            finished,
-            series: None,
-            finished_at: None,
+        .prop_map(|(at, device, position, duration, hidden, finished)| {
+            Progress {
+                updated_at: Timestamp::from_millis(at),
+                device_id: DeviceId::parse(device).expect("valid device id"),
+                position: Position::from_millis(position).expect("valid position"),
+                duration: duration.map(|d| TitleDuration::from_millis(d).expect("valid duration")),
+                hidden,
+                finished,
+                series: None,
+                finished_at: None,
+            }
+            // As a store keeps it: a finished title's finish time is its write's.
+            .carry(None)
         })
 }
 
@@ -101,8 +105,11 @@ fn postgres_applies_a_checkpoint_exactly_when_core_says_it_is_newer() {
             let k = key(case.fetch_add(1, Ordering::Relaxed));
             let incoming = Progress { hidden: false, ..incoming };
             let expected = Entry::merge(Some(&standing), &Entry::Live(incoming.clone()));
-            let after =
-                if expected == Outcome::Applied { Entry::Live(incoming.clone()) } else { standing.clone() };
+            let after = if expected == Outcome::Applied {
+                Entry::Live(incoming.clone().carry(Some(&standing)))
+            } else {
+                standing.clone()
+            };
             rt.block_on(async {
                 stand(&store, &k, &standing).await;
                 let written =

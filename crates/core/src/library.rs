@@ -145,6 +145,16 @@ impl ShelfItem {
     }
 }
 
+/// The first `limit` of `rows` in continue-watching order: newest
+/// `updated_at` first, ties by video id ascending. A store that keeps the
+/// row in two ranges (standalone titles, episodes), each read as far as
+/// `limit`, merges them with this.
+pub fn newest_first(mut rows: Vec<(VideoId, Progress)>, limit: usize) -> Vec<(VideoId, Progress)> {
+    rows.sort_by(|(a, p), (b, q)| (Reverse(p.updated_at), a).cmp(&(Reverse(q.updated_at), b)));
+    rows.truncate(limit);
+    rows
+}
+
 /// What a series shows in continue-watching, decided by its most recent
 /// activity: the episode itself while in progress; the next episode once it
 /// is finished (a rewatch of episode 4 leads to 5, whatever else is
@@ -379,11 +389,11 @@ mod tests {
                 }
             }
             // The store's reads: both orders, whole.
-            let mut standalone: Vec<(VideoId, Progress)> = rows
+            let standalone: Vec<(VideoId, Progress)> = rows
                 .iter()
                 .filter_map(|(id, e)| e.live().filter(|p| p.in_progress() && p.series.is_none()).map(|p| (id.clone(), p.clone())))
                 .collect();
-            standalone.sort_by(|a, b| (Reverse(a.1.updated_at), &a.0).cmp(&(Reverse(b.1.updated_at), &b.0)));
+            let standalone = newest_first(standalone, usize::MAX);
             let mut activity: Vec<SeriesActivity> = pointers
                 .iter()
                 .map(|(s, p)| SeriesActivity { series: s.clone(), pointer: p.clone(), latest: rows.get(&p.video_id).cloned() })

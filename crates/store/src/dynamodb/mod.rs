@@ -41,7 +41,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, Select};
-use playmark_core::library::{HistoryCursor, SeriesActivity};
+use playmark_core::library::{self, HistoryCursor, SeriesActivity};
 use playmark_core::{
     Entry, Outcome, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId,
 };
@@ -330,10 +330,33 @@ impl Inner {
         values: &[(&str, AttributeValue)],
         limit: usize,
     ) -> Result<Vec<(VideoId, Progress)>, StoreError> {
+        self.query(index, profile, condition, values, limit, |i| {
+            let key = item::progress_key(i).map_err(corrupt)?;
+            Ok(match decode(i)? {
+                Entry::Live(p) => Some((key.video_id, p)),
+                Entry::Deleted { .. } => None,
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` of what `read` makes of the items of one of a
+    /// profile's ordered indexes, through `condition` (`:pk` is the
+    /// profile; `values` the rest), page after page; items whose TTL has
+    /// passed, and those `read` passes over (`None`), do not count.
+    async fn query<T>(
+        &self,
+        index: &str,
+        profile: &ProfileKey,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+        limit: usize,
+        read: impl Fn(&Item) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let ttl_now = self.ttl_now();
-        let mut rows = Vec::with_capacity(limit.min(128));
+        let mut found = Vec::with_capacity(limit.min(128));
         let mut start = None;
-        while rows.len() < limit {
+        while found.len() < limit {
             let mut query = self
                 .client
                 .query()
@@ -343,7 +366,7 @@ impl Inner {
                 .set_expression_attribute_names(Some(item::names(&[condition])))
                 .expression_attribute_values(":pk", AttributeValue::S(item::partition(profile)))
                 .consistent_read(true)
-                .limit(i32::try_from(limit - rows.len()).unwrap_or(i32::MAX))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start);
             for (name, value) in values {
                 query = query.expression_attribute_values(*name, value.clone());
@@ -353,18 +376,15 @@ impl Inner {
                 if ttl_now.is_some_and(|now| item::expired(&i, now)) {
                     continue;
                 }
-                let key = item::progress_key(&i).map_err(corrupt)?;
-                if let Entry::Live(p) = decode(&i)? {
-                    rows.push((key.video_id, p));
-                }
+                found.extend(read(&i)?);
             }
             start = page.last_evaluated_key.filter(|k| !k.is_empty());
             if start.is_none() {
                 break;
             }
         }
-        rows.truncate(limit);
-        Ok(rows)
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// The entries of a profile's `videos`, consistently read in batches of
@@ -738,11 +758,7 @@ impl ProgressStore for DynamoStore {
         )?;
         let mut rows = standalone;
         rows.extend(episodes);
-        rows.sort_by(|(a, p), (b, q)| {
-            (std::cmp::Reverse(p.updated_at), a).cmp(&(std::cmp::Reverse(q.updated_at), b))
-        });
-        rows.truncate(limit);
-        Ok(rows)
+        Ok(library::newest_first(rows, limit))
     }
 
     async fn standalone_in_progress(
@@ -777,41 +793,17 @@ impl ProgressStore for DynamoStore {
         limit: usize,
     ) -> Result<Vec<SeriesActivity>, StoreError> {
         let s = &self.inner;
-        let ttl_now = s.ttl_now();
-        let after = after.map(|(at, series)| AttributeValue::S(item::activity_key(*at, series)));
-        let condition = if after.is_some() { SERIES_AFTER } else { BY_PARTITION };
-        let mut pointers = Vec::with_capacity(limit.min(128));
-        let mut start = None;
-        while pointers.len() < limit {
-            let page = s
-                .client
-                .query()
-                .table_name(&s.table)
-                .index_name(SERIES_INDEX)
-                .key_condition_expression(condition)
-                .set_expression_attribute_names(Some(item::names(&[condition])))
-                .set_expression_attribute_values(Some(
-                    std::iter::once((":pk".to_owned(), AttributeValue::S(item::partition(profile))))
-                        .chain(after.clone().map(|after| (":after".to_owned(), after)))
-                        .collect(),
-                ))
-                .consistent_read(true)
-                .limit(i32::try_from(limit - pointers.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for i in page.items.unwrap_or_default() {
-                if ttl_now.is_none_or(|now| !item::expired(&i, now)) {
-                    pointers.push(item::pointer(&i).map_err(corrupt)?);
-                }
-            }
-            start = page.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() {
-                break;
-            }
-        }
-        pointers.truncate(limit);
+        let after =
+            after.map(|(at, series)| [(":after", AttributeValue::S(item::activity_key(*at, series)))]);
+        let (condition, values) = match &after {
+            Some(after) => (SERIES_AFTER, &after[..]),
+            None => (BY_PARTITION, &[][..]),
+        };
+        let pointers = s
+            .query(SERIES_INDEX, profile, condition, values, limit, |i| {
+                item::pointer(i).map(Some).map_err(corrupt)
+            })
+            .await?;
         // Two series may name one episode (it moved): BatchGetItem refuses
         // a key twice.
         let mut videos: Vec<&VideoId> = pointers.iter().map(|(_, pointer)| &pointer.video_id).collect();

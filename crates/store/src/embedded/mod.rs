@@ -38,9 +38,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use std::cmp::Reverse;
-
-use playmark_core::library::{HistoryCursor, SeriesActivity, SeriesPointer};
+use playmark_core::library::{self, HistoryCursor, SeriesActivity, SeriesPointer};
 use playmark_core::{Entry, ProfileKey, Progress, ProgressKey, SeriesId, StaleGuard, Timestamp, VideoId};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::{mpsc, oneshot};
@@ -404,9 +402,7 @@ impl ProgressStore for EmbeddedStore {
         // Two ranges in the same order: the first `limit` of their merge.
         let mut rows = self.order(keys::CW, profile, None, limit)?;
         rows.extend(self.order(keys::EPISODES, profile, None, limit)?);
-        rows.sort_by(|(a, p), (b, q)| (Reverse(p.updated_at), a).cmp(&(Reverse(q.updated_at), b)));
-        rows.truncate(limit);
-        Ok(rows)
+        Ok(library::newest_first(rows, limit))
     }
 
     async fn standalone_in_progress(

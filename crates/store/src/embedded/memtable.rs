@@ -90,15 +90,39 @@ impl Memtables {
         self.frozen = None;
     }
 
-    /// The changes in `[start, end)`, newest winning: a copy, so the lock is
-    /// not held while the B-tree is read.
-    fn range(&self, start: &[u8], end: &[u8]) -> Table {
-        let bounds = (Bound::Included(start), Bound::Excluded(end));
-        let mut out = Table::new();
-        if let Some((frozen, _)) = &self.frozen {
-            out.extend(frozen.range::<[u8], _>(bounds).map(|(k, v)| (k.clone(), v.clone())));
+    /// The changes in `[start, end)`, newest winning, up to the `limit`-th
+    /// that sets a value: a copy, so the lock is not held while the B-tree
+    /// is read. Past that key the merge with the B-tree already has `limit`
+    /// values, so no later change (a removal included) can matter, and a
+    /// sweep's page costs its length, not the whole memtable's range.
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        if start >= end {
+            return out;
         }
-        out.extend(self.active.range::<[u8], _>(bounds).map(|(k, v)| (k.clone(), v.clone())));
+        let bounds = (Bound::Included(start), Bound::Excluded(end));
+        let mut active = self.active.range::<[u8], _>(bounds).peekable();
+        let mut frozen = self.frozen.iter().flat_map(|(table, _)| table.range::<[u8], _>(bounds)).peekable();
+        let mut values = 0;
+        while values < limit {
+            let next = match (active.peek(), frozen.peek()) {
+                (None, None) => break,
+                (Some(_), None) => active.next(),
+                (None, Some(_)) => frozen.next(),
+                (Some((a, _)), Some((f, _))) => match a.cmp(f) {
+                    std::cmp::Ordering::Less => active.next(),
+                    std::cmp::Ordering::Greater => frozen.next(),
+                    std::cmp::Ordering::Equal => {
+                        // The active table holds the newer change.
+                        frozen.next();
+                        active.next()
+                    }
+                },
+            };
+            let Some((key, change)) = next else { break };
+            values += usize::from(change.is_some());
+            out.push((key.clone(), change.clone()));
+        }
         out
     }
 }
@@ -157,7 +181,8 @@ impl View {
 
     /// Up to `limit` keys of `[start, end)` with their values, in key order.
     pub(crate) fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StoreError> {
-        let changed = self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner).range(start, end);
+        let changed =
+            self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner).range(start, end, limit);
         let tree = self.tree()?;
         let mut stored = tree.range(start..end).map_err(tree_error)?;
         let mut changed = changed.into_iter().peekable();
@@ -193,4 +218,56 @@ pub(crate) fn open_tree(db: &redb::Database) -> Result<Tree, StoreError> {
     use redb::ReadableDatabase;
     let txn = db.begin_read().map_err(tree_error)?;
     txn.open_table(super::KV).map_err(tree_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row key of profile `p` of account `a`.
+    fn row(a: &str, p: &str, video: &str) -> Vec<u8> {
+        format!("R{a}\0{p}\0{video}").into_bytes()
+    }
+
+    fn value(s: &str) -> Option<Vec<u8>> {
+        Some(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_range_merges_the_active_table_over_the_frozen_one_and_stops_at_the_limit() {
+        let mut tables = Memtables::new();
+        let key = |v: &str| row("a", "A", v);
+        tables.apply(vec![
+            Mutation { key: key("1"), value: value("old 1") },
+            Mutation { key: key("2"), value: value("old 2") },
+            Mutation { key: key("3"), value: value("old 3") },
+            Mutation { key: key("5"), value: value("old 5") },
+        ]);
+        tables.freeze(9);
+        tables.apply(vec![
+            Mutation { key: key("2"), value: None },
+            Mutation { key: key("3"), value: value("new 3") },
+            Mutation { key: key("4"), value: value("new 4") },
+        ]);
+        let (start, end) = (row("a", "A", ""), row("a", "A\x01", ""));
+        let got = tables.range(&start, &end, usize::MAX);
+        assert_eq!(
+            got,
+            vec![
+                (key("1"), value("old 1")),
+                (key("2"), None),
+                (key("3"), value("new 3")),
+                (key("4"), value("new 4")),
+                (key("5"), value("old 5")),
+            ]
+        );
+        // Two values: the removal between them is kept, so it still hides
+        // what the B-tree holds; nothing past the second value is copied.
+        assert_eq!(tables.range(&start, &end, 2), got[..3].to_vec());
+        assert_eq!(tables.range(&start, &end, 0), Vec::new());
+        assert_eq!(tables.get(&key("2")), Some(None));
+        assert_eq!(tables.get(&key("5")), Some(Some(b"old 5".as_slice())));
+        tables.thaw();
+        assert_eq!(tables.get(&key("5")), None);
+    }
 }
